@@ -1,0 +1,141 @@
+//! A message's status is a fold over its events.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DeliveryState, Event, EventKind};
+
+/// Where a message stands. The last six outbound states, and `Received`, are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Taken by submission, waiting for the pipeline.
+    Accepted,
+    /// Waiting for its `send_at`.
+    Scheduled,
+    /// Assigned to a connector, not yet taken by an SMSC.
+    Routed,
+    /// At least one segment is with an SMSC; waiting for receipts.
+    Submitted,
+    /// Every segment reached the handset.
+    Delivered,
+    /// The network gave up on a segment.
+    Undeliverable,
+    /// Validity passed before delivery.
+    Expired,
+    /// A handler refused it before sending.
+    Rejected,
+    /// It could not be sent.
+    Failed,
+    /// The customer cancelled it.
+    Cancelled,
+    /// An inbound (MO) message: it has no further lifecycle.
+    Received,
+}
+
+impl MessageStatus {
+    /// Whether no further event can change this status.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Accepted | Self::Scheduled | Self::Routed | Self::Submitted)
+    }
+
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::Routed => "routed",
+            Self::Submitted => "submitted",
+            Self::Delivered => "delivered",
+            Self::Undeliverable => "undeliverable",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Received => "received",
+        }
+    }
+
+    /// Folds one message's events into its status; `None` when there are none.
+    ///
+    /// The events are put in canonical order ([`Event::sequence_key`]) first,
+    /// so the result depends only on the set of events, not on the order a
+    /// reader happened to get them in. Terminal states absorb everything that
+    /// follows; the first terminal fact wins.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Option<Self> {
+        let mut ordered: Vec<&Event> = events.into_iter().collect();
+        ordered.sort_by_key(|e| e.sequence_key());
+        let mut fold = Fold::default();
+        for event in ordered {
+            fold.apply(&event.kind);
+        }
+        fold.status
+    }
+}
+
+#[derive(Default)]
+struct Fold {
+    status: Option<MessageStatus>,
+    segments: u16,
+    delivered: BTreeSet<u16>,
+}
+
+impl Fold {
+    fn apply(&mut self, kind: &EventKind) {
+        use MessageStatus as S;
+        if self.status.is_some_and(S::is_terminal) {
+            return;
+        }
+        let next = match kind {
+            EventKind::Accepted { segments, .. } => {
+                self.segments = *segments;
+                Some(S::Accepted)
+            }
+            EventKind::InboundReceived { .. } => Some(S::Received),
+            EventKind::Scheduled { .. } => Some(S::Scheduled),
+            EventKind::Released => Some(S::Accepted),
+            EventKind::Routed { .. } => Some(S::Routed),
+            EventKind::SubmittedToSmsc { .. } => Some(S::Submitted),
+            EventKind::DeliveryReport { segment, state, .. } => match state {
+                DeliveryState::Delivered => {
+                    self.delivered.insert(*segment);
+                    let all = usize::from(self.segments.max(1));
+                    Some(if self.delivered.len() >= all { S::Delivered } else { S::Submitted })
+                }
+                DeliveryState::Undeliverable => Some(S::Undeliverable),
+                DeliveryState::Expired => Some(S::Expired),
+                DeliveryState::Unknown => Some(S::Submitted),
+            },
+            EventKind::Expired => Some(S::Expired),
+            EventKind::Rejected { .. } => Some(S::Rejected),
+            EventKind::Cancelled { .. } => Some(S::Cancelled),
+            EventKind::Failed { .. } | EventKind::SmscRejected { .. } | EventKind::DeadLettered { .. } => {
+                Some(S::Failed)
+            }
+            EventKind::Charged { .. }
+            | EventKind::Refunded { .. }
+            | EventKind::SmscThrottled { .. }
+            | EventKind::Retried { .. }
+            | EventKind::ReplyMatched { .. }
+            | EventKind::CallbackDelivered { .. }
+            | EventKind::CallbackFailed { .. } => None,
+        };
+        if let Some(next) = next {
+            // A late pipeline fact (a stale routing retry after submission, say)
+            // must not move a message backwards.
+            if self.status.is_none_or(|current| progress(next) >= progress(current)) {
+                self.status = Some(next);
+            }
+        }
+    }
+}
+
+fn progress(status: MessageStatus) -> u8 {
+    match status {
+        MessageStatus::Scheduled | MessageStatus::Accepted => 1,
+        MessageStatus::Routed => 2,
+        MessageStatus::Submitted => 3,
+        _ => 4,
+    }
+}

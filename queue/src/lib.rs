@@ -1,0 +1,34 @@
+//! Tern's persistence layer: durable work queues and the append-only event
+//! journal, behind one contract with two backends.
+//!
+//! * [`sqlite`]: the embedded default. One file, WAL, every commit fsynced,
+//!   all writes funnelled through a group-commit writer.
+//! * [`mongo`]: production. A replica set (refused if standalone), writes
+//!   with `w: majority, j: true`; the queue may span several deployments
+//!   (the Starling/Kestrel model).
+//!
+//! The rest of Tern sees only [`Store`], [`Queue`] (with its [`Producer`] and
+//! [`Consumer`]) and [`Journal`]; [`StoreConfig::connect`] is the one place a
+//! backend is chosen. `docs/architecture.md` explains the designs.
+
+mod config;
+mod error;
+mod journal;
+pub mod mongo;
+mod queue;
+pub mod sqlite;
+mod store;
+#[cfg(feature = "test-suite")]
+pub mod test_suite;
+
+pub use config::{MongoConfig, SqliteConfig, StoreConfig};
+pub use error::QueueError;
+pub use journal::{Journal, JournalBackend, JournalRecord, Position};
+pub use queue::{
+    Claim, ClaimedEntry, Consumer, ConsumerOptions, Deliveries, Delivery, Depth, LeaseRef, NackOutcome, NewEntry,
+    Producer, PublishReceipt, Queue, QueueBackend,
+};
+pub use store::{AcceptBackend, Store};
+
+/// Result type of this crate.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;

@@ -1,0 +1,154 @@
+//! Accepting messages on MongoDB without multi-document transactions: an
+//! intent log.
+//!
+//! 1. One document records the whole accept (its events, topic and queue
+//!    entries) — a single-document write is atomic and, with `w: majority,
+//!    j: true`, durable.
+//! 2. The events are appended to the journal, the entries published to the
+//!    queue (both idempotent), and the accept is acknowledged.
+//! 3. The intent is deleted.
+//!
+//! A crash after step 1 leaves the intent behind; [`AcceptBackend::repair`]
+//! (run periodically) redoes steps 2 and 3 for intents older than the settle
+//! window, publishing only the entries no queue deployment holds. The window
+//! keeps repair away from accepts still in flight, which could otherwise put
+//! an entry on two different deployments.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bson::spec::BinarySubtype;
+use bson::{Binary, Bson, Document, doc};
+use futures::TryStreamExt;
+use mongodb::{Collection, Database, IndexModel};
+use tern_core::Event;
+
+use super::journal::MongoJournal;
+use super::now_millis;
+use super::queue::MongoQueue;
+use crate::queue::millis;
+use crate::{AcceptBackend, JournalBackend, NewEntry, QueueBackend, QueueError, Result};
+
+/// MongoDB documents are limited to 16 MiB; leave room for the envelope.
+const MAX_INTENT_BYTES: usize = 12 * 1024 * 1024;
+
+/// Intents repaired per pass.
+const REPAIR_BATCH: i64 = 100;
+
+#[derive(Debug)]
+pub(super) struct MongoAccept {
+    intents: Collection<Document>,
+    journal: Arc<MongoJournal>,
+    queue: Arc<MongoQueue>,
+    settle: Duration,
+}
+
+impl MongoAccept {
+    pub(super) fn new(db: &Database, journal: Arc<MongoJournal>, queue: Arc<MongoQueue>, settle: Duration) -> Self {
+        Self { intents: db.collection("accept_intents"), journal, queue, settle }
+    }
+
+    pub(super) async fn create_indexes(&self) -> Result<()> {
+        self.intents.create_index(IndexModel::builder().keys(doc! { "created_at": 1 }).build()).await?;
+        Ok(())
+    }
+
+    async fn complete(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
+        self.journal.append(events).await?;
+        self.queue.publish(topic, entries).await?;
+        Ok(())
+    }
+
+    async fn repair_intent(&self, intent: &Document) -> Result<usize> {
+        let corrupt = |e: bson::document::ValueAccessError| QueueError::Corrupt(format!("accept intent: {e}"));
+        let topic = intent.get_str("topic").map_err(corrupt)?;
+        let events: Vec<Event> = serde_json::from_str(intent.get_str("events").map_err(corrupt)?)?;
+        let mut entries = Vec::new();
+        for entry in intent.get_array("entries").map_err(corrupt)? {
+            let Bson::Document(entry) = entry else {
+                return Err(QueueError::Corrupt("accept intent entry is not a document".into()));
+            };
+            let payload = match entry.get("payload") {
+                Some(Bson::Binary(b)) => b.bytes.clone(),
+                _ => return Err(QueueError::Corrupt("accept intent entry without payload".into())),
+            };
+            let not_before = match entry.get("not_before") {
+                Some(Bson::Int64(ms)) => chrono::DateTime::from_timestamp_millis(*ms),
+                _ => None,
+            };
+            entries.push(NewEntry { id: entry.get_str("id").map_err(corrupt)?.to_owned(), payload, not_before });
+        }
+        self.journal.append(&events).await?;
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let present = self.queue.existing(topic, &ids).await?;
+        entries.retain(|e| !present.contains(&e.id));
+        let published = entries.len();
+        if !entries.is_empty() {
+            self.queue.publish(topic, entries).await?;
+        }
+        Ok(published)
+    }
+}
+
+#[async_trait]
+impl AcceptBackend for MongoAccept {
+    async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
+        let intent_entries: Vec<Document> = entries
+            .iter()
+            .map(|e| {
+                let mut d = doc! {
+                    "id": &e.id,
+                    "payload": Binary { subtype: BinarySubtype::Generic, bytes: e.payload.clone() },
+                };
+                if let Some(at) = e.not_before {
+                    d.insert("not_before", at.timestamp_millis());
+                }
+                d
+            })
+            .collect();
+        let intent = doc! {
+            "created_at": now_millis(),
+            "topic": topic,
+            "events": serde_json::to_string(events)?,
+            "entries": intent_entries,
+        };
+        let size = bson::to_vec(&intent).map_err(|e| QueueError::Corrupt(e.to_string()))?.len();
+        if size > MAX_INTENT_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "an accept of {size} bytes exceeds the {MAX_INTENT_BYTES}-byte limit; accept in smaller batches"
+            )));
+        }
+        let id = self.intents.insert_one(intent).await?.inserted_id;
+        self.complete(events, topic, entries).await?;
+        // Best effort: a leftover intent is only re-checked by repair, which finds nothing to do.
+        if let Err(e) = self.intents.delete_one(doc! { "_id": id }).await {
+            tracing::warn!(error = %e, "could not delete a completed accept intent; repair will clear it");
+        }
+        Ok(())
+    }
+
+    async fn repair(&self) -> Result<usize> {
+        let cutoff = now_millis().saturating_sub(millis(self.settle));
+        let mut repaired = 0;
+        loop {
+            let intents: Vec<Document> = self
+                .intents
+                .find(doc! { "created_at": { "$lt": cutoff } })
+                .sort(doc! { "created_at": 1 })
+                .limit(REPAIR_BATCH)
+                .await?
+                .try_collect()
+                .await?;
+            for intent in &intents {
+                repaired += self.repair_intent(intent).await?;
+                if let Some(id) = intent.get("_id") {
+                    self.intents.delete_one(doc! { "_id": id.clone() }).await?;
+                }
+            }
+            if (intents.len() as i64) < REPAIR_BATCH {
+                return Ok(repaired);
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The embedded backend: queue and journal in one SQLite file.
+//!
+//! WAL mode with `synchronous = FULL`, so a commit returns only after its WAL
+//! frames are fsynced. All writes go through the group-commit [`writer`]
+//! (one connection, one transaction per group); reads use a small pool of
+//! WAL readers that never block the writer. Because there is exactly one
+//! write transaction at a time and journal positions are assigned inside it,
+//! positions become visible in order: the stream is gap-free by construction.
+
+mod ops;
+mod writer;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row};
+use tern_core::{Event, MessageId};
+use tokio::sync::{mpsc, oneshot};
+
+use self::ops::{EventRow, Op};
+use self::writer::{Reply, Writer};
+use crate::queue::millis;
+use crate::{
+    AcceptBackend, Claim, ClaimedEntry, Depth, Journal, JournalBackend, JournalRecord, LeaseRef, NackOutcome, NewEntry,
+    Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, SqliteConfig, Store,
+};
+
+/// Rows deleted per purge transaction, so a big purge never stalls other writers.
+const PURGE_STEP: i64 = 5_000;
+
+/// Queue, journal and accept on one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: mpsc::Sender<Op>,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `config.path`, applies
+    /// migrations, and starts the writer.
+    pub async fn open(config: &SqliteConfig) -> Result<Self> {
+        if let Some(parent) = config.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                QueueError::Config(format!("cannot create directory {} for the SQLite store: {e}", parent.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| QueueError::Config(e.to_string()))?
+            .filename(&config.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false)
+            .disable_statement_logging();
+        let mut conn = options
+            .connect()
+            .await
+            .map_err(|e| QueueError::Config(format!("cannot open SQLite store at {}: {e}", config.path.display())))?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await.map_err(|e| {
+            QueueError::Config(format!("cannot migrate SQLite store at {}: {e}", config.path.display()))
+        })?;
+        let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { writer: Writer::spawn(conn), readers })
+    }
+
+    /// The store as the rest of Tern sees it.
+    pub fn into_store(self) -> Store {
+        let this = Arc::new(self);
+        Store::new(Queue::new(this.clone()), Journal::new(this.clone()), this, "sqlite")
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || QueueError::Unavailable("the SQLite writer has stopped".into());
+        self.writer.send(op(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn event_rows(events: &[Event]) -> Result<Vec<EventRow>> {
+    events
+        .iter()
+        .map(|e| {
+            Ok(EventRow {
+                event_id: e.id.to_string(),
+                message_id: e.message_id.to_string(),
+                json: serde_json::to_string(e)?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl QueueBackend for SqliteStore {
+    async fn publish(&self, topic: &str, entries: Vec<NewEntry>) -> Result<PublishReceipt> {
+        let topic = topic.to_owned();
+        self.call(|reply| Op::Publish { topic, entries, reply }).await
+    }
+
+    async fn claim(&self, topic: &str, max: usize, lease: Duration, max_attempts: u32) -> Result<Claim> {
+        let topic = topic.to_owned();
+        self.call(|reply| Op::Claim { topic, max, lease_ms: millis(lease), max_attempts, reply }).await
+    }
+
+    async fn ack(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
+        let leases = leases.to_vec();
+        self.call(|reply| Op::Ack { leases, reply }).await
+    }
+
+    async fn nack(&self, lease: &LeaseRef, delay: Duration, max_attempts: u32) -> Result<NackOutcome> {
+        let lease = lease.clone();
+        self.call(|reply| Op::Nack { lease, delay_ms: millis(delay), max_attempts, reply }).await
+    }
+
+    async fn extend(&self, leases: &[LeaseRef], lease: Duration) -> Result<Vec<LeaseRef>> {
+        let leases = leases.to_vec();
+        self.call(|reply| Op::Extend { leases, lease_ms: millis(lease), reply }).await
+    }
+
+    async fn depth(&self, topic: &str) -> Result<Depth> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let count =
+            |sql: &'static str| sqlx::query_scalar::<_, i64>(sql).bind(topic).bind(now).fetch_one(&self.readers);
+        let ready = count("SELECT COUNT(*) FROM queue_entries WHERE topic = ? AND state = 0 AND visible_at <= ?");
+        let leased = count(
+            "SELECT COUNT(*) FROM queue_entries WHERE topic = ? AND state = 0 AND visible_at > ? \
+             AND lease_token IS NOT NULL",
+        );
+        let delayed = count(
+            "SELECT COUNT(*) FROM queue_entries WHERE topic = ? AND state = 0 AND visible_at > ? \
+             AND lease_token IS NULL",
+        );
+        let dead = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM queue_entries WHERE topic = ? AND state = 2")
+            .bind(topic)
+            .fetch_one(&self.readers);
+        let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Depth {
+            ready: as_u64(ready.await?),
+            leased: as_u64(leased.await?),
+            delayed: as_u64(delayed.await?),
+            dead: as_u64(dead.await?),
+        })
+    }
+
+    async fn dead_letters(&self, topic: &str, limit: usize) -> Result<Vec<ClaimedEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, payload, attempts FROM queue_entries WHERE topic = ? AND state = 2 ORDER BY seq LIMIT ?",
+        )
+        .bind(topic)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(ClaimedEntry {
+                    lease: LeaseRef { topic: topic.to_owned(), id: row.try_get("id")?, token: String::new(), shard: 0 },
+                    payload: row.try_get("payload")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_acked(&self, older_than: Duration) -> Result<u64> {
+        let mut purged = 0;
+        loop {
+            let step =
+                self.call(|reply| Op::Purge { older_than_ms: millis(older_than), limit: PURGE_STEP, reply }).await?;
+            purged += step;
+            if step < PURGE_STEP as u64 {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JournalBackend for SqliteStore {
+    async fn append(&self, events: &[Event]) -> Result<usize> {
+        let rows = event_rows(events)?;
+        self.call(|reply| Op::Append { rows, reply }).await
+    }
+
+    async fn message_events(&self, message_id: MessageId) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT event FROM journal WHERE message_id = ? ORDER BY position")
+            .bind(message_id.to_string())
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(|row| Ok(serde_json::from_str(row.try_get("event")?)?)).collect()
+    }
+
+    async fn read_from(&self, after: Position, limit: usize) -> Result<Vec<JournalRecord>> {
+        let rows = sqlx::query("SELECT position, event FROM journal WHERE position > ? ORDER BY position LIMIT ?")
+            .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position")?;
+                Ok(JournalRecord {
+                    position: Position(u64::try_from(position).unwrap_or(0)),
+                    event: serde_json::from_str(row.try_get("event")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn head(&self) -> Result<Position> {
+        let head: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM journal").fetch_one(&self.readers).await?;
+        Ok(Position(u64::try_from(head).unwrap_or(0)))
+    }
+}
+
+#[async_trait]
+impl AcceptBackend for SqliteStore {
+    async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
+        let rows = event_rows(events)?;
+        let topic = topic.to_owned();
+        self.call(|reply| Op::Accept { rows, topic, entries, reply }).await
+    }
+
+    /// Nothing to repair: the journal rows and queue entries of an accept
+    /// commit in one transaction.
+    async fn repair(&self) -> Result<usize> {
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn uses_wal_and_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&SqliteConfig { path: dir.path().join("t.db") }).await.unwrap();
+        let row = sqlx::query("PRAGMA journal_mode").fetch_one(&store.readers).await.unwrap();
+        assert_eq!(row.get::<String, _>(0), "wal");
+    }
+
+    #[tokio::test]
+    async fn a_store_in_a_missing_directory_is_created_and_a_bad_path_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        SqliteStore::open(&SqliteConfig { path: dir.path().join("a/b/t.db") }).await.unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = SqliteStore::open(&SqliteConfig { path: file.join("t.db") }).await.unwrap_err();
+        assert!(matches!(err, QueueError::Config(_)), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! SMPP 3.4 connectors to SMSCs, and the SMSC simulator.
+//!
+//! Filled by the connector issue.

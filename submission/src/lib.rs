@@ -1,0 +1,3 @@
+//! The submission server: the REST API resellers and enterprises use.
+//!
+//! Filled by the submission issue.

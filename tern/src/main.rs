@@ -1,0 +1,117 @@
+//! `tern <role>`: every component of Tern is a subcommand of this binary.
+//! Roles arrive with their issues; today: the store check and the benchmarks.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tern_queue::{MongoConfig, SqliteConfig, StoreConfig};
+use tern_stress::queue_bench::{self, QueueBenchPlan};
+
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about = "Tern: an event-sourced SMS platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the configured store, check it can serve Tern, and report its state.
+    CheckStore(StoreArgs),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Publish → claim → ack and journal-append throughput, durable commits on.
+    Queue {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Publish/claim/ack batch sizes.
+        #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+        batches: Vec<usize>,
+        /// Concurrent consumer counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        consumers: Vec<usize>,
+        /// Largest number of messages in one run.
+        #[arg(long, default_value_t = 100_000)]
+        max_messages: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Mongodb,
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// Which backend.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// SQLite database file (default: a fresh file in a temporary directory).
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// MongoDB URI (journal, and queue unless --queue-uri is given).
+    #[arg(long, env = "TERN_MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
+    mongodb_uri: String,
+    /// Extra MongoDB deployments for the queue (repeatable).
+    #[arg(long = "queue-uri")]
+    queue_uris: Vec<String>,
+    /// MongoDB database.
+    #[arg(long, default_value = "tern")]
+    database: String,
+}
+
+impl StoreArgs {
+    fn config(&self, scratch: &std::path::Path) -> StoreConfig {
+        match self.backend {
+            Backend::Sqlite => StoreConfig::Sqlite(SqliteConfig {
+                path: self.path.clone().unwrap_or_else(|| scratch.join("tern-bench.db")),
+            }),
+            Backend::Mongodb => StoreConfig::Mongodb(MongoConfig {
+                queue_uris: self.queue_uris.clone(),
+                ..MongoConfig::new(&self.mongodb_uri, &self.database)
+            }),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,tern=info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let scratch = std::env::temp_dir().join(format!("tern-{}", std::process::id()));
+    let outcome = run(cli, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome
+}
+
+async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
+    match cli.command {
+        Command::CheckStore(args) => {
+            let store = args.config(scratch).connect().await?;
+            let head = store.journal().head().await?;
+            println!("{} store is usable; journal head at position {head}", store.backend_name());
+        }
+        Command::Bench(Bench::Queue { store, batches, consumers, max_messages }) => {
+            let store = store.config(scratch).connect().await?;
+            let plan = QueueBenchPlan {
+                batch_sizes: batches.clone(),
+                consumer_counts: consumers,
+                journal_batch_sizes: batches,
+                max_messages,
+                ..QueueBenchPlan::default()
+            };
+            queue_bench::run(&store, &plan).await?;
+        }
+    }
+    Ok(())
+}
