@@ -343,8 +343,10 @@ impl Delivery {
     }
 }
 
+/// 64 random bits: unguessable enough to fence off a stale consumer, and
+/// short, because the claim writes it into every leased row.
 pub(crate) fn new_lease_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    format!("{:016x}", rand::random::<u64>())
 }
 
 pub(crate) fn millis(d: Duration) -> i64 {

@@ -17,6 +17,8 @@ pub struct QueueBenchPlan {
     pub batch_sizes: Vec<usize>,
     /// Concurrent consumers.
     pub consumer_counts: Vec<usize>,
+    /// Concurrent producers (submission has many requests publishing at once).
+    pub producer_counts: Vec<usize>,
     /// Messages per run = `batch × runs_per_batch`, clamped to `[min_messages, max_messages]`.
     pub batches_per_run: usize,
     /// Smallest run.
@@ -34,7 +36,8 @@ impl Default for QueueBenchPlan {
         Self {
             batch_sizes: vec![1, 100, 1_000],
             consumer_counts: vec![1, 4],
-            batches_per_run: 200,
+            producer_counts: vec![1, 4],
+            batches_per_run: 500,
             min_messages: 2_000,
             max_messages: 100_000,
             journal_batch_sizes: vec![1, 100, 1_000],
@@ -72,14 +75,16 @@ pub async fn run(store: &Store, plan: &QueueBenchPlan) -> anyhow::Result<Vec<Ben
         rows.push(row);
     };
     for &batch in &plan.batch_sizes {
-        for &consumers in &plan.consumer_counts {
-            let messages = (batch * plan.batches_per_run).clamp(plan.min_messages, plan.max_messages);
-            let elapsed = pipeline(store, batch, consumers, messages).await?;
-            report(BenchRow {
-                name: format!("publish+claim+ack, batch {batch}, {consumers} consumer(s)"),
-                items: messages,
-                elapsed,
-            });
+        for &producers in &plan.producer_counts {
+            for &consumers in &plan.consumer_counts {
+                let messages = (batch * plan.batches_per_run).clamp(plan.min_messages, plan.max_messages);
+                let elapsed = pipeline(store, batch, producers, consumers, messages).await?;
+                report(BenchRow {
+                    name: format!("publish+claim+ack, batch {batch}, {producers} producer(s), {consumers} consumer(s)"),
+                    items: messages,
+                    elapsed,
+                });
+            }
         }
     }
     for &batch in &plan.journal_batch_sizes {
@@ -94,23 +99,37 @@ pub async fn run(store: &Store, plan: &QueueBenchPlan) -> anyhow::Result<Vec<Ben
     Ok(rows)
 }
 
-/// Moves `messages` entries through a fresh topic: one producer publishing in
+/// Moves `messages` entries through a fresh topic: `producers` publishing in
 /// batches while `consumers` claim and ack in batches. Returns the time until
 /// the last ack.
-async fn pipeline(store: &Store, batch: usize, consumers: usize, messages: usize) -> anyhow::Result<Duration> {
-    let topic = format!("bench-{}", MessageId::new());
-    let payload = vec![b'x'; 256];
+async fn pipeline(
+    store: &Store,
+    batch: usize,
+    producers: usize,
+    consumers: usize,
+    messages: usize,
+) -> anyhow::Result<Duration> {
+    // Short, like Tern's stage topics ("mt", "dlr"): the name is stored with every entry.
+    let topic = format!("b{}", &MessageId::new().to_string()[28..]);
     let acked = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let producer = store.queue().producer(&topic);
-    let publisher = tokio::spawn(async move {
-        for first in (0..messages).step_by(batch) {
-            let entries =
-                (first..(first + batch).min(messages)).map(|i| NewEntry::new(i.to_string(), payload.clone())).collect();
-            producer.publish(entries).await?;
-        }
-        anyhow::Ok(())
-    });
+    let batches: Vec<usize> = (0..messages).step_by(batch).collect();
+    let mut publishers = Vec::new();
+    for p in 0..producers {
+        let producer = store.queue().producer(&topic);
+        let mine: Vec<usize> = batches.iter().copied().skip(p).step_by(producers).collect();
+        publishers.push(tokio::spawn(async move {
+            let payload = vec![b'x'; 256];
+            for first in mine {
+                // Entry ids are message ids in Tern (UUIDv7, time-ordered), as here.
+                let entries = (first..(first + batch).min(messages))
+                    .map(|_| NewEntry::new(MessageId::new().to_string(), payload.clone()))
+                    .collect();
+                producer.publish(entries).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
     let options = ConsumerOptions { lease: Duration::from_secs(60), max_attempts: 5 };
     let mut workers = Vec::new();
     for _ in 0..consumers {
@@ -133,7 +152,9 @@ async fn pipeline(store: &Store, batch: usize, consumers: usize, messages: usize
             Ok(())
         }));
     }
-    publisher.await.context("publisher panicked")??;
+    for publisher in publishers {
+        publisher.await.context("publisher panicked")??;
+    }
     for worker in workers {
         worker.await.context("consumer panicked")??;
     }

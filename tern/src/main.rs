@@ -35,6 +35,9 @@ enum Bench {
         /// Concurrent consumer counts.
         #[arg(long, value_delimiter = ',', default_value = "1,4")]
         consumers: Vec<usize>,
+        /// Concurrent producer counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        producers: Vec<usize>,
         /// Largest number of messages in one run.
         #[arg(long, default_value_t = 100_000)]
         max_messages: usize,
@@ -101,11 +104,12 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             let head = store.journal().head().await?;
             println!("{} store is usable; journal head at position {head}", store.backend_name());
         }
-        Command::Bench(Bench::Queue { store, batches, consumers, max_messages }) => {
+        Command::Bench(Bench::Queue { store, batches, consumers, producers, max_messages }) => {
             let store = store.config(scratch).connect().await?;
             let plan = QueueBenchPlan {
                 batch_sizes: batches.clone(),
                 consumer_counts: consumers,
+                producer_counts: producers,
                 journal_batch_sizes: batches,
                 max_messages,
                 ..QueueBenchPlan::default()

@@ -73,14 +73,29 @@ impl Op {
         }
     }
 
-    /// Whether losing this write in a power cut would break a promise. A
-    /// lost claim, lease extension or nack only means the lease runs out and
-    /// the entry is delivered again, which the contract allows anyway; so
-    /// groups made only of those commit without waiting for an fsync. (A
-    /// killed process loses nothing either way: the WAL is written before
-    /// the commit returns; only the fsync is skipped.)
+    /// Whether the caller may be answered only once the write is on disk. A
+    /// lost claim, lease extension or nack only means a lease runs out and an
+    /// entry is delivered again, which the contract allows anyway, so they
+    /// are answered at commit, without waiting for the flush.
     pub(super) fn needs_fsync(&self) -> bool {
         !matches!(self, Self::Claim { .. } | Self::Extend { .. } | Self::Nack { .. })
+    }
+
+    /// Whether the operation may issue several writes that must stand or
+    /// fall together. Any single SQLite statement is atomic on its own, so
+    /// the others skip the savepoint (two statements per operation saved).
+    pub(super) fn needs_savepoint(&self) -> bool {
+        match self {
+            Self::Accept { .. } => true,
+            Self::Publish { entries, .. } => entries.len() > CHUNK,
+            Self::Append { rows, .. } => rows.len() > CHUNK,
+            Self::Ack { leases, .. } | Self::Extend { leases, .. } => {
+                leases.len() > CHUNK || leases.iter().any(|l| l.token != leases[0].token || l.topic != leases[0].topic)
+            }
+            // A claim's second write only dead-letters what its first leased;
+            // if it failed, the leases would simply expire.
+            Self::Claim { .. } | Self::Nack { .. } | Self::Purge { .. } => false,
+        }
     }
 
     pub(super) fn fail(self, error: QueueError) {
@@ -199,7 +214,9 @@ enum Settle {
 }
 
 /// Acks or extends leases; returns the leases no longer held. Leases of one
-/// claim share a token, so each (topic, token) group is one statement.
+/// claim share a token, so each (topic, token) group is one statement. An
+/// acked entry keeps its token, so when fewer rows changed than expected the
+/// lost leases are exactly those not carrying it.
 async fn settle(conn: &mut SqliteConnection, leases: &[LeaseRef], now: i64, how: Settle) -> Result<Vec<LeaseRef>> {
     let mut groups: HashMap<(&str, &str), Vec<&LeaseRef>> = HashMap::new();
     for lease in leases {
@@ -210,7 +227,7 @@ async fn settle(conn: &mut SqliteConnection, leases: &[LeaseRef], now: i64, how:
         for chunk in group.chunks(CHUNK) {
             let mut update = QueryBuilder::<Sqlite>::new("UPDATE queue_entries SET ");
             match how {
-                Settle::Ack => update.push("state = 1, lease_token = NULL, settled_at = ").push_bind(now),
+                Settle::Ack => update.push("state = 1, settled_at = ").push_bind(now),
                 Settle::Extend(until) => update.push("visible_at = ").push_bind(until),
             };
             update.push(" WHERE state = 0 AND topic = ").push_bind(topic);
@@ -219,8 +236,22 @@ async fn settle(conn: &mut SqliteConnection, leases: &[LeaseRef], now: i64, how:
             for lease in chunk {
                 ids.push_bind(&lease.id);
             }
-            update.push(") RETURNING id");
-            let held: HashSet<String> = update
+            update.push(")");
+            if update.build().execute(&mut *conn).await?.rows_affected() as usize == chunk.len() {
+                continue;
+            }
+            let mut held = QueryBuilder::<Sqlite>::new("SELECT id FROM queue_entries WHERE topic = ");
+            held.push_bind(topic).push(" AND lease_token = ").push_bind(token);
+            if matches!(how, Settle::Extend(_)) {
+                held.push(" AND state = 0");
+            }
+            held.push(" AND id IN (");
+            let mut ids = held.separated(", ");
+            for lease in chunk {
+                ids.push_bind(&lease.id);
+            }
+            held.push(")");
+            let held: HashSet<String> = held
                 .build()
                 .fetch_all(&mut *conn)
                 .await?
