@@ -36,6 +36,36 @@ const MAX_INTENT_BYTES: usize = 12 * 1024 * 1024;
 /// Intents repaired per pass.
 const REPAIR_BATCH: i64 = 100;
 
+/// The document recording one accept; checked against MongoDB's size limit.
+fn intent_document(events: &[Event], topic: &str, entries: &[NewEntry], created_at: i64) -> Result<Document> {
+    let intent_entries: Vec<Document> = entries
+        .iter()
+        .map(|e| {
+            let mut d = doc! {
+                "id": &e.id,
+                "payload": Binary { subtype: BinarySubtype::Generic, bytes: e.payload.clone() },
+            };
+            if let Some(at) = e.not_before {
+                d.insert("not_before", at.timestamp_millis());
+            }
+            d
+        })
+        .collect();
+    let intent = doc! {
+        "created_at": created_at,
+        "topic": topic,
+        "events": serde_json::to_string(events)?,
+        "entries": intent_entries,
+    };
+    let size = bson::to_vec(&intent).map_err(|e| QueueError::Corrupt(e.to_string()))?.len();
+    if size > MAX_INTENT_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "an accept of {size} bytes exceeds the {MAX_INTENT_BYTES}-byte limit; accept in smaller batches"
+        )));
+    }
+    Ok(intent)
+}
+
 #[derive(Debug)]
 pub(super) struct MongoAccept {
     intents: Collection<Document>,
@@ -94,31 +124,7 @@ impl MongoAccept {
 #[async_trait]
 impl AcceptBackend for MongoAccept {
     async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
-        let intent_entries: Vec<Document> = entries
-            .iter()
-            .map(|e| {
-                let mut d = doc! {
-                    "id": &e.id,
-                    "payload": Binary { subtype: BinarySubtype::Generic, bytes: e.payload.clone() },
-                };
-                if let Some(at) = e.not_before {
-                    d.insert("not_before", at.timestamp_millis());
-                }
-                d
-            })
-            .collect();
-        let intent = doc! {
-            "created_at": now_millis(),
-            "topic": topic,
-            "events": serde_json::to_string(events)?,
-            "entries": intent_entries,
-        };
-        let size = bson::to_vec(&intent).map_err(|e| QueueError::Corrupt(e.to_string()))?.len();
-        if size > MAX_INTENT_BYTES {
-            return Err(QueueError::Invalid(format!(
-                "an accept of {size} bytes exceeds the {MAX_INTENT_BYTES}-byte limit; accept in smaller batches"
-            )));
-        }
+        let intent = intent_document(events, topic, &entries, now_millis())?;
         let id = self.intents.insert_one(intent).await?.inserted_id;
         self.complete(events, topic, entries).await?;
         // Best effort: a leftover intent is only re-checked by repair, which finds nothing to do.
@@ -150,5 +156,54 @@ impl AcceptBackend for MongoAccept {
                 return Ok(repaired);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tern_core::{EventKind, MessageId};
+
+    use super::*;
+    use crate::{MongoConfig, QueueBackend};
+
+    /// An accept interrupted after its intent was written (the events made it
+    /// to the journal, one of two entries to the queue) is finished by repair,
+    /// once it is older than the settle window, without duplicating anything.
+    #[tokio::test]
+    async fn repair_finishes_an_interrupted_accept_exactly_once() {
+        let uri = std::env::var("TERN_TEST_MONGODB_URI")
+            .expect("TERN_TEST_MONGODB_URI is not set: run the suite through scripts/test.sh");
+        let config = MongoConfig {
+            outbox_settle_ms: 200,
+            ..MongoConfig::new(uri, format!("t_{}", uuid::Uuid::new_v4().simple()))
+        };
+        let store = super::super::MongoStore::connect(&config).await.unwrap();
+        let message = MessageId::new();
+        let events = vec![Event::new(message, None, Utc::now(), EventKind::Released)];
+        let entries = vec![NewEntry::new("m1", "one"), NewEntry::new("m2", "two")];
+        let crashed_at = now_millis();
+        let intent = intent_document(&events, "mt", &entries, crashed_at).unwrap();
+        store.accept.intents.insert_one(intent).await.unwrap();
+        store.journal.append(&events).await.unwrap();
+        store.queue.publish("mt", vec![entries[0].clone()]).await.unwrap();
+
+        assert_eq!(store.accept.repair().await.unwrap(), 0, "too young: it may still be in flight");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(store.accept.repair().await.unwrap(), 1, "only the missing entry is published");
+        assert_eq!(store.accept.repair().await.unwrap(), 0, "the intent is gone");
+        assert_eq!(store.journal.message_events(message).await.unwrap(), events);
+        let claim = store.queue.claim("mt", 10, Duration::from_secs(30), 5).await.unwrap();
+        let mut ids: Vec<&str> = claim.entries.iter().map(|e| e.lease.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["m1", "m2"]);
+        assert_eq!(store.accept.intents.count_documents(doc! {}).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn an_accept_too_big_for_one_document_is_refused() {
+        let entries = vec![NewEntry::new("big", vec![0_u8; MAX_INTENT_BYTES + 1])];
+        let err = intent_document(&[], "mt", &entries, 0).unwrap_err();
+        assert!(matches!(err, QueueError::Invalid(_)), "{err}");
     }
 }

@@ -149,6 +149,18 @@ mod tests {
         assert!(check_replica_set("x", &doc! { "msg": "isdbgrid" }).is_ok());
     }
 
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_clear_start_up_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = MongoConfig {
+            server_selection_timeout_ms: 300,
+            ..MongoConfig::new(format!("mongodb://127.0.0.1:{port}/"), "tern")
+        };
+        let err = MongoStore::connect(&config).await.unwrap_err();
+        assert!(matches!(err, QueueError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains(&format!("MongoDB at mongodb://127.0.0.1:{port}/ did not answer")), "{err}");
+    }
+
     #[test]
     fn passwords_stay_out_of_messages() {
         assert_eq!(
