@@ -26,6 +26,9 @@ const PENDING: i32 = 0;
 const ACKED: i32 = 1;
 const DEAD: i32 = 2;
 
+/// Rounds a claim makes when other claimers keep winning its candidates.
+const CLAIM_ROUNDS: usize = 3;
+
 /// How long a deployment that failed is skipped before being tried again.
 const DOWN_BACKOFF_MS: i64 = 1_000;
 
@@ -262,6 +265,64 @@ impl MongoQueue {
         Ok(claim)
     }
 
+    /// One claim round; also says whether another claimer won some of the
+    /// entries this one proposed.
+    async fn claim_round(&self, topic: &str, max: usize, lease: Duration, max_attempts: u32) -> Result<(Claim, bool)> {
+        let now = now_millis();
+        let up: Vec<usize> = (0..self.deployments.len()).filter(|&i| self.deployments[i].is_up()).collect();
+        if up.is_empty() {
+            return Err(QueueError::Unavailable("every queue deployment is down".into()));
+        }
+        // Oldest first across deployments: each proposes its oldest, the merge picks.
+        let asks = up.iter().map(|&shard| async move {
+            self.deployments[shard].observe(self.candidates(shard, topic, max, now).await)
+        });
+        let mut candidates = Vec::new();
+        let mut last_error = None;
+        for answer in futures::future::join_all(asks).await {
+            match answer {
+                Ok(found) => candidates.extend(found),
+                Err(e) if e.is_transient() => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if candidates.is_empty() {
+            return last_error.map_or_else(|| Ok((Claim::default(), false)), Err);
+        }
+        candidates.sort_by_key(|c| (c.visible_at, c.seq));
+        candidates.truncate(max);
+        let proposed = candidates.len();
+        let rank: HashMap<(usize, String), usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ((c.shard, c.id.as_str().unwrap_or_default().to_owned()), i))
+            .collect();
+        let mut by_shard: HashMap<usize, Vec<Bson>> = HashMap::new();
+        for c in candidates {
+            by_shard.entry(c.shard).or_default().push(c.id);
+        }
+        let token = new_lease_token();
+        let terms = Lease { token: &token, now, until: now.saturating_add(millis(lease)), max_attempts };
+        let leases = by_shard.into_iter().map(|(shard, ids)| async move {
+            self.deployments[shard].observe(self.lease(shard, topic, ids, terms).await)
+        });
+        let mut claim = Claim::default();
+        for part in futures::future::join_all(leases).await {
+            match part {
+                Ok(part) => {
+                    claim.entries.extend(part.entries);
+                    claim.dead_lettered.extend(part.dead_lettered);
+                }
+                // Entries leased on a deployment that failed mid-claim come back when their lease runs out.
+                Err(e) if e.is_transient() => tracing::warn!(error = %e, "claim lost a deployment"),
+                Err(e) => return Err(e),
+            }
+        }
+        claim.entries.sort_by_key(|e| rank.get(&(e.lease.shard, key(topic, &e.lease.id))).copied());
+        let contended = claim.entries.len() + claim.dead_lettered.len() < proposed;
+        Ok((claim, contended))
+    }
+
     /// Applies `update` to the entries of `leases` still held; returns those that were not.
     async fn settle(&self, leases: &[LeaseRef], update: impl Fn(&str) -> Document) -> Result<Vec<LeaseRef>> {
         let mut groups: HashMap<(usize, &str, &str), Vec<&LeaseRef>> = HashMap::new();
@@ -325,56 +386,18 @@ impl QueueBackend for MongoQueue {
     }
 
     async fn claim(&self, topic: &str, max: usize, lease: Duration, max_attempts: u32) -> Result<Claim> {
-        let now = now_millis();
-        let up: Vec<usize> = (0..self.deployments.len()).filter(|&i| self.deployments[i].is_up()).collect();
-        if up.is_empty() {
-            return Err(QueueError::Unavailable("every queue deployment is down".into()));
-        }
-        // Oldest first across deployments: each proposes its oldest, the merge picks.
-        let asks = up.iter().map(|&shard| async move {
-            self.deployments[shard].observe(self.candidates(shard, topic, max, now).await)
-        });
-        let mut candidates = Vec::new();
-        let mut last_error = None;
-        for answer in futures::future::join_all(asks).await {
-            match answer {
-                Ok(found) => candidates.extend(found),
-                Err(e) if e.is_transient() => last_error = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        if candidates.is_empty() {
-            return last_error.map_or_else(|| Ok(Claim::default()), Err);
-        }
-        candidates.sort_by_key(|c| (c.visible_at, c.seq));
-        candidates.truncate(max);
-        let rank: HashMap<(usize, String), usize> = candidates
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ((c.shard, c.id.as_str().unwrap_or_default().to_owned()), i))
-            .collect();
-        let mut by_shard: HashMap<usize, Vec<Bson>> = HashMap::new();
-        for c in candidates {
-            by_shard.entry(c.shard).or_default().push(c.id);
-        }
-        let token = new_lease_token();
-        let terms = Lease { token: &token, now, until: now.saturating_add(millis(lease)), max_attempts };
-        let leases = by_shard.into_iter().map(|(shard, ids)| async move {
-            self.deployments[shard].observe(self.lease(shard, topic, ids, terms).await)
-        });
+        // Concurrent claimers propose the same oldest entries and the losers
+        // of each race come back short; they go again for the next oldest.
         let mut claim = Claim::default();
-        for part in futures::future::join_all(leases).await {
-            match part {
-                Ok(part) => {
-                    claim.entries.extend(part.entries);
-                    claim.dead_lettered.extend(part.dead_lettered);
-                }
-                // Entries leased on a deployment that failed mid-claim come back when their lease runs out.
-                Err(e) if e.is_transient() => tracing::warn!(error = %e, "claim lost a deployment"),
-                Err(e) => return Err(e),
+        for _ in 0..CLAIM_ROUNDS {
+            let wanted = max - claim.entries.len();
+            let (part, contended) = self.claim_round(topic, wanted, lease, max_attempts).await?;
+            claim.entries.extend(part.entries);
+            claim.dead_lettered.extend(part.dead_lettered);
+            if !contended || claim.entries.len() >= max {
+                break;
             }
         }
-        claim.entries.sort_by_key(|e| rank.get(&(e.lease.shard, key(topic, &e.lease.id))).copied());
         Ok(claim)
     }
 

@@ -57,9 +57,7 @@ impl SqliteStore {
             // Checkpoint every ~40 MB of WAL rather than every 4 MB: the tail
             // pages that many small commits rewrite reach the database once.
             .pragma("wal_autocheckpoint", "10000")
-            // Keep the hot B-tree pages in memory and read through a map:
-            // fewer system calls on every statement.
-            .pragma("cache_size", "-65536")
+            // Read through a map: fewer system calls on every statement.
             .pragma("mmap_size", "268435456")
             .foreign_keys(false)
             .disable_statement_logging();
