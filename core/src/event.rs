@@ -261,7 +261,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// `(fact, discriminator)` naming the fact this event records, from which
-    /// its id is derived. Two events share a key exactly when they record the
+    /// its id is derived. The fact is the event's stored type tag. Two events share a key exactly when they record the
     /// same fact, so a retried stage cannot record a fact twice.
     pub fn fact_key(&self) -> (&'static str, String) {
         match self {
@@ -273,9 +273,9 @@ impl EventKind {
             Self::Routed { attempt, .. } => ("routed", attempt.to_string()),
             Self::Charged { payer, .. } => ("charged", payer.to_string()),
             Self::Refunded { payer, .. } => ("refunded", payer.to_string()),
-            Self::SubmittedToSmsc { segment, .. } => ("submitted", segment.to_string()),
+            Self::SubmittedToSmsc { segment, .. } => ("submitted_to_smsc", segment.to_string()),
             Self::SmscRejected { segment, .. } => ("smsc_rejected", segment.to_string()),
-            Self::SmscThrottled { attempt, .. } => ("smsc_throttled", attempt.to_string()),
+            Self::SmscThrottled { connector, attempt, .. } => ("smsc_throttled", format!("{connector}/{attempt}")),
             Self::Retried { stage, attempt, .. } => ("retried", format!("{stage}/{attempt}")),
             Self::DeliveryReport { segment, state, .. } => ("delivery_report", format!("{segment}/{state:?}")),
             Self::Expired => ("expired", String::new()),
@@ -310,7 +310,7 @@ impl EventKind {
         }
     }
 
-    /// The event's type tag as stored (`accepted`, `charged`...).
+    /// The event's type tag as stored (`accepted`, `charged`...), the `type` of its JSON.
     pub fn type_name(&self) -> &'static str {
         self.fact_key().0
     }
@@ -330,6 +330,28 @@ mod tests {
         assert_eq!(json["kind"]["type"], "expired");
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn type_names_are_the_stored_tags() {
+        let m = MessageId::new();
+        let kinds = [
+            EventKind::Released,
+            EventKind::Expired,
+            EventKind::SubmittedToSmsc { connector: "c".into(), segment: 1, smsc_message_id: "x".into() },
+            EventKind::SmscThrottled { connector: "c".into(), command_status: 0x58, attempt: 1 },
+            EventKind::DeliveryReport {
+                segment: 1,
+                smsc_message_id: "x".into(),
+                state: DeliveryState::Unknown,
+                error_code: None,
+            },
+            EventKind::ReplyMatched { outbound_message_id: m },
+        ];
+        for kind in kinds {
+            let json = serde_json::to_value(&kind).unwrap();
+            assert_eq!(json["type"], kind.type_name());
+        }
     }
 
     #[test]

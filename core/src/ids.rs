@@ -1,6 +1,6 @@
 //! Identifiers. Message, batch and account ids are UUIDv7 so they sort by
 //! creation time (index-friendly, and a cursor over them is a time cursor);
-//! event ids are either fresh (v7) or derived (v5) from the fact they record,
+//! event ids are derived from the fact they record (see [`EventId::derive`]),
 //! so a retried stage produces the same id and the journal drops the repeat.
 
 use std::fmt;
@@ -94,7 +94,7 @@ const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x7465_726e_2d65_7665_6e74_2d69_64
 
 impl EventId {
     /// The deterministic id of a fact: the same message, fact and discriminator
-    /// (segment number, attempt, SMSC id...) always give the same id, so a stage
+    /// (segment number, attempt...) always give the same id, so a stage
     /// that is retried after a crash re-appends an event the journal already has.
     ///
     /// The id is a UUIDv8: the first 48 bits are the message id's timestamp,

@@ -66,7 +66,13 @@ impl MessageStatus {
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Option<Self> {
         let mut ordered: Vec<&Event> = events.into_iter().collect();
         ordered.sort_by_key(|e| e.sequence_key());
-        let mut fold = Fold::default();
+        // Known before folding: a receipt stamped (by a skewed clock) before
+        // the accept must not make a multi-part message look delivered.
+        let segments = ordered.iter().find_map(|e| match e.kind {
+            EventKind::Accepted { segments, .. } => Some(segments),
+            _ => None,
+        });
+        let mut fold = Fold { segments: segments.unwrap_or(1), ..Fold::default() };
         for event in ordered {
             fold.apply(&event.kind);
         }
@@ -88,10 +94,7 @@ impl Fold {
             return;
         }
         let next = match kind {
-            EventKind::Accepted { segments, .. } => {
-                self.segments = *segments;
-                Some(S::Accepted)
-            }
+            EventKind::Accepted { .. } => Some(S::Accepted),
             EventKind::InboundReceived { .. } => Some(S::Received),
             EventKind::Scheduled { .. } => Some(S::Scheduled),
             EventKind::Released => Some(S::Accepted),

@@ -169,6 +169,26 @@ proptest! {
 }
 
 #[test]
+fn a_receipt_stamped_before_the_accept_does_not_complete_a_long_message() {
+    let (events, _) = lifecycle(3, false, 1, Ending::StillSubmitted, &[1]);
+    let m = events[0].message_id;
+    let early = events[0].at - Duration::seconds(1);
+    let mut skewed = events.clone();
+    skewed.push(Event::new(
+        m,
+        None,
+        early,
+        EventKind::DeliveryReport {
+            segment: 1,
+            smsc_message_id: "s1".into(),
+            state: DeliveryState::Delivered,
+            error_code: None,
+        },
+    ));
+    assert_eq!(MessageStatus::fold(&skewed), Some(MessageStatus::Submitted));
+}
+
+#[test]
 fn no_events_means_no_status() {
     assert_eq!(MessageStatus::fold(&[]), None);
 }

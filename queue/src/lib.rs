@@ -1,7 +1,7 @@
 //! Tern's persistence layer: durable work queues and the append-only event
 //! journal, behind one contract with two backends.
 //!
-//! * [`sqlite`]: the embedded default. One file, WAL, every commit fsynced,
+//! * [`sqlite`]: the embedded default. One file, WAL, every acknowledged write fsynced,
 //!   all writes funnelled through a group-commit writer.
 //! * [`mongo`]: production. A replica set (refused if standalone), writes
 //!   with `w: majority, j: true`; the queue may span several deployments

@@ -178,9 +178,14 @@ impl Queue {
     }
 }
 
-fn check_topic(topic: &str) -> Result<()> {
-    if topic.is_empty() || topic.len() > 128 {
-        return Err(QueueError::Invalid(format!("topic name must be 1 to 128 bytes, got {topic:?}")));
+/// Topic names are short identifiers (`mt`, `dlr.c1`): ASCII letters,
+/// digits, `.`, `_` and `-`, 1 to 128 of them.
+pub(crate) fn check_topic(topic: &str) -> Result<()> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 128 || !topic.chars().all(valid) {
+        return Err(QueueError::Invalid(format!(
+            "topic names are 1 to 128 ASCII letters, digits, '.', '_' or '-'; got {topic:?}"
+        )));
     }
     Ok(())
 }
@@ -269,7 +274,16 @@ impl Consumer {
     /// Extends the leases of deliveries still being worked on; returns those already lost.
     pub async fn extend_all(&self, deliveries: &[&Delivery]) -> Result<Vec<LeaseRef>> {
         let leases: Vec<LeaseRef> = deliveries.iter().map(|d| d.entry.lease.clone()).collect();
-        self.backend.extend(&leases, self.options.lease).await
+        self.extend_leases(&leases).await
+    }
+
+    /// Extends leases by reference (for work that kept only its [`LeaseRef`]);
+    /// returns those no longer held, including leases already settled.
+    pub async fn extend_leases(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.extend(leases, self.options.lease).await
     }
 
     /// The topic this consumer reads.
@@ -351,4 +365,20 @@ pub(crate) fn new_lease_token() -> String {
 
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_short_identifiers() {
+        for good in ["mt", "dlr.c1", "stage_2-retry", &"t".repeat(128)] {
+            assert!(check_topic(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a b", "mt\u{1f}x", "mt/1", "é", &"t".repeat(129)] {
+            let err = check_topic(bad).unwrap_err();
+            assert!(matches!(err, QueueError::Invalid(_)), "{bad:?}: {err}");
+        }
+    }
 }

@@ -54,7 +54,14 @@ impl Store {
 
     /// Records accepted messages: their events in the journal and their first
     /// queue entries, crash-atomically.
+    ///
+    /// `Ok` means both are durable. An error means the outcome is unknown:
+    /// on MongoDB an accept that failed after its intent was written is still
+    /// finished by [`Store::repair`]. Callers retry with the same event and
+    /// entry ids (they are derived from the message), which makes the retry a
+    /// no-op if the first attempt went through.
     pub async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
+        crate::queue::check_topic(topic)?;
         self.accept.accept(events, topic, entries).await
     }
 

@@ -68,6 +68,7 @@ macro_rules! store_test_suite {
             journal_tail_never_skips_concurrent_appends,
             accept_writes_events_and_entries_together,
             concurrent_consumers_get_each_entry_exactly_once,
+            settled_leases_cannot_be_extended,
         );
     };
     (@tests $factory:path; $($test:ident),* $(,)?) => {
@@ -866,4 +867,22 @@ pub async fn concurrent_consumers_get_each_entry_exactly_once(store: &Store) {
     assert_eq!(deliveries.len(), TOTAL, "every entry delivered");
     assert!(deliveries.values().all(|a| a == &[1]), "every delivery was a first attempt");
     assert_eq!(store.queue().depth("load").await.unwrap(), Depth::default());
+}
+
+/// A lease ends when its entry is acked: extending it afterwards reports it
+/// lost, so a worker never believes it still holds a settled entry.
+pub async fn settled_leases_cannot_be_extended(store: &Store) {
+    let queue = store.queue();
+    queue.producer("sms").publish(vec![NewEntry::new("a", "x"), NewEntry::new("b", "y")]).await.unwrap();
+    let consumer = queue.consumer("sms", options(LONG, 5));
+    let mut claim = consumer.claim(2).await.unwrap();
+    assert_eq!(claim.deliveries.len(), 2);
+    let kept = claim.deliveries.pop().unwrap();
+    let acked = claim.deliveries.pop().unwrap();
+    let acked_lease = acked.lease().clone();
+    acked.ack().await.unwrap();
+    assert!(consumer.extend_all(&[&kept]).await.unwrap().is_empty(), "the live lease extends");
+    let lost = consumer.extend_leases(&[acked_lease.clone(), kept.lease().clone()]).await.unwrap();
+    assert_eq!(lost, vec![acked_lease], "the acked lease is not held any more; the live one is");
+    kept.ack().await.unwrap();
 }

@@ -69,6 +69,7 @@ fn intent_document(events: &[Event], topic: &str, entries: &[NewEntry], created_
 #[derive(Debug)]
 pub(super) struct MongoAccept {
     intents: Collection<Document>,
+    quarantine: Collection<Document>,
     journal: Arc<MongoJournal>,
     queue: Arc<MongoQueue>,
     settle: Duration,
@@ -76,7 +77,13 @@ pub(super) struct MongoAccept {
 
 impl MongoAccept {
     pub(super) fn new(db: &Database, journal: Arc<MongoJournal>, queue: Arc<MongoQueue>, settle: Duration) -> Self {
-        Self { intents: db.collection("accept_intents"), journal, queue, settle }
+        Self {
+            intents: db.collection("accept_intents"),
+            quarantine: db.collection("accept_intents_quarantine"),
+            journal,
+            queue,
+            settle,
+        }
     }
 
     pub(super) async fn create_indexes(&self) -> Result<()> {
@@ -147,7 +154,17 @@ impl AcceptBackend for MongoAccept {
                 .try_collect()
                 .await?;
             for intent in &intents {
-                repaired += self.repair_intent(intent).await?;
+                match self.repair_intent(intent).await {
+                    Ok(published) => repaired += published,
+                    // The store is down: the next pass tries again.
+                    Err(e) if e.is_transient() => return Err(e),
+                    // An intent that cannot be read must not block the ones
+                    // after it: set it aside for an operator, loudly.
+                    Err(e) => {
+                        tracing::error!(error = %e, intent = ?intent.get("_id"), "accept intent quarantined");
+                        self.quarantine.insert_one(intent.clone()).await?;
+                    }
+                }
                 if let Some(id) = intent.get("_id") {
                     self.intents.delete_one(doc! { "_id": id.clone() }).await?;
                 }
@@ -198,6 +215,30 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(ids, ["m1", "m2"]);
         assert_eq!(store.accept.intents.count_documents(doc! {}).await.unwrap(), 0);
+    }
+
+    /// An intent that cannot be read is set aside, and the ones after it are still repaired.
+    #[tokio::test]
+    async fn a_corrupt_intent_is_quarantined_and_does_not_block_the_others() {
+        let uri = std::env::var("TERN_TEST_MONGODB_URI")
+            .expect("TERN_TEST_MONGODB_URI is not set: run the suite through scripts/test.sh");
+        let config = MongoConfig {
+            outbox_settle_ms: 0,
+            ..MongoConfig::new(uri, format!("t_{}", uuid::Uuid::new_v4().simple()))
+        };
+        let store = super::super::MongoStore::connect(&config).await.unwrap();
+        let past = now_millis() - 1_000;
+        let mut corrupt = intent_document(&[], "mt", &[NewEntry::new("bad", "x")], past - 1).unwrap();
+        corrupt.insert("events", "not json");
+        store.accept.intents.insert_one(corrupt).await.unwrap();
+        let good = intent_document(&[], "mt", &[NewEntry::new("good", "y")], past).unwrap();
+        store.accept.intents.insert_one(good).await.unwrap();
+
+        assert_eq!(store.accept.repair().await.unwrap(), 1, "the good intent is finished");
+        assert_eq!(store.accept.quarantine.count_documents(doc! {}).await.unwrap(), 1);
+        assert_eq!(store.accept.intents.count_documents(doc! {}).await.unwrap(), 0);
+        let claim = store.queue.claim("mt", 10, Duration::from_secs(30), 5).await.unwrap();
+        assert_eq!(claim.entries.iter().map(|e| e.lease.id.as_str()).collect::<Vec<_>>(), ["good"]);
     }
 
     #[test]

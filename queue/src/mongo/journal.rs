@@ -26,7 +26,7 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use tern_core::{Event, MessageId};
 
-use super::{DUPLICATE_KEY, insert_many_write_errors, is_duplicate_key};
+use super::{DUPLICATE_KEY, WriteFailure, insert_many_write_errors, is_duplicate_key};
 use crate::{JournalBackend, JournalRecord, Position, QueueError, Result};
 
 /// Events written per insert; a reservation covers one chunk.
@@ -147,28 +147,35 @@ impl MongoJournal {
                     d
                 })
                 .collect();
-            let failed: Vec<usize> = match self.events.insert_many(docs).ordered(false).await {
+            let failed: Vec<WriteFailure> = match self.events.insert_many(docs).ordered(false).await {
                 Ok(_) => Vec::new(),
                 Err(e) => {
                     let errors = insert_many_write_errors(e)?;
-                    if let Some((_, code)) = errors.iter().find(|(_, code)| *code != DUPLICATE_KEY) {
-                        return Err(QueueError::Unexpected(anyhow::anyhow!("journal insert failed with code {code}")));
+                    if let Some(e) = errors.iter().find(|e| e.code != DUPLICATE_KEY) {
+                        return Err(QueueError::Unexpected(anyhow::anyhow!("journal insert failed: {}", e.message)));
                     }
-                    errors.into_iter().map(|(index, _)| index).collect()
+                    errors
                 }
             };
             appended += pending.len() - failed.len();
-            // A failed insert either lost its position to a filler (retry at a
-            // new position) or met its own id (a concurrent duplicate: done,
-            // but its reserved position must not stay a hole).
-            let retry_ids: Vec<String> = failed.iter().map(|&i| pending[i].0.clone()).collect();
-            let now_present = self.existing_ids(&retry_ids).await?;
+            // A failed insert either met its own event id (a concurrent
+            // duplicate, perhaps not yet majority-visible: done, but its
+            // reserved position must not stay a hole) or lost its position
+            // to a filler (retry at a new position). The duplicate-key message
+            // names the index; where it does not, look the id up.
+            let unclear: Vec<String> = failed
+                .iter()
+                .filter(|e| !e.message.contains("event_id") && !e.message.contains("_id_"))
+                .map(|e| pending[e.index].0.clone())
+                .collect();
+            let present = if unclear.is_empty() { HashSet::new() } else { self.existing_ids(&unclear).await? };
             let mut retry = Vec::new();
-            for &i in &failed {
-                if now_present.contains(&pending[i].0) {
-                    self.fill(first + i as u64).await?;
+            for e in &failed {
+                let id = &pending[e.index].0;
+                if e.message.contains("event_id") || present.contains(id) {
+                    self.fill(first + e.index as u64).await?;
                 } else {
-                    retry.push(pending[i].clone());
+                    retry.push(pending[e.index].clone());
                 }
             }
             pending = retry;
@@ -226,6 +233,7 @@ impl JournalBackend for MongoJournal {
     async fn read_from(&self, after: Position, limit: usize) -> Result<Vec<JournalRecord>> {
         let mut records = Vec::new();
         let mut expected = after.0 + 1;
+        let mut just_filled = None;
         loop {
             let docs: Vec<Document> = self
                 .events
@@ -248,9 +256,15 @@ impl JournalBackend for MongoJournal {
                 }
             }
             match hole {
+                // Still a hole right after filling it: the position holds a
+                // write not yet majority-committed. Come back later.
+                Some(position) if just_filled == Some(position) => return Ok(records),
                 // Past the settle window: whoever reserved it is gone or too
                 // late. Fill it and read on from there.
-                Some(position) if self.note_hole(position) => self.fill(position).await?,
+                Some(position) if self.note_hole(position) => {
+                    self.fill(position).await?;
+                    just_filled = Some(position);
+                }
                 Some(_) => return Ok(records),
                 None if docs.is_empty() || records.len() >= limit => return Ok(records),
                 None => {}
@@ -258,6 +272,8 @@ impl JournalBackend for MongoJournal {
         }
     }
 
+    /// The highest event position written; a reader reaches it once the
+    /// holes below it (appends in flight) are written or filled.
     async fn head(&self) -> Result<Position> {
         let last = self
             .events

@@ -112,13 +112,23 @@ fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// One document's failure in an insert_many.
+struct WriteFailure {
+    index: usize,
+    code: i32,
+    message: String,
+}
+
 /// The write errors of a failed insert_many, or the error itself if it was something else.
-fn insert_many_write_errors(error: mongodb::error::Error) -> Result<Vec<(usize, i32)>> {
+fn insert_many_write_errors(error: mongodb::error::Error) -> Result<Vec<WriteFailure>> {
     use mongodb::error::{ErrorKind, InsertManyError};
     match *error.kind {
         ErrorKind::InsertMany(InsertManyError {
             write_errors: Some(ref errors), write_concern_error: None, ..
-        }) => Ok(errors.iter().map(|e| (e.index, e.code)).collect()),
+        }) => Ok(errors
+            .iter()
+            .map(|e| WriteFailure { index: e.index, code: e.code, message: e.message.clone() })
+            .collect()),
         _ => Err(error.into()),
     }
 }

@@ -159,8 +159,8 @@ impl MongoQueue {
                 Ok(PublishReceipt { inserted: r.inserted_ids.len(), duplicates: docs.len() - r.inserted_ids.len() })
             }
             Err(e) => insert_many_write_errors(e).and_then(|errors| {
-                if let Some((_, code)) = errors.iter().find(|(_, code)| *code != DUPLICATE_KEY) {
-                    return Err(QueueError::Unexpected(anyhow::anyhow!("queue insert failed with code {code}")));
+                if let Some(e) = errors.iter().find(|e| e.code != DUPLICATE_KEY) {
+                    return Err(QueueError::Unexpected(anyhow::anyhow!("queue insert failed: {}", e.message)));
                 }
                 Ok(PublishReceipt { inserted: docs.len() - errors.len(), duplicates: errors.len() })
             }),
@@ -168,7 +168,7 @@ impl MongoQueue {
         d.observe(result)
     }
 
-    /// Which of `keys` some deployment holds; `None` if a deployment could not be asked.
+    /// Which of `ids` some deployment holds; an error if a deployment could not be asked.
     pub(super) async fn existing(&self, topic: &str, ids: &[String]) -> Result<HashSet<String>> {
         let keys: Vec<String> = ids.iter().map(|id| key(topic, id)).collect();
         let mut found = HashSet::new();
@@ -323,8 +323,15 @@ impl MongoQueue {
         Ok((claim, contended))
     }
 
-    /// Applies `update` to the entries of `leases` still held; returns those that were not.
-    async fn settle(&self, leases: &[LeaseRef], update: impl Fn(&str) -> Document) -> Result<Vec<LeaseRef>> {
+    /// Applies `update` to the entries of `leases` still held; returns those
+    /// that were not. For an ack, an entry this very token already acked
+    /// (a retried ack) counts as held.
+    async fn settle(
+        &self,
+        leases: &[LeaseRef],
+        is_ack: bool,
+        update: impl Fn(&str) -> Document,
+    ) -> Result<Vec<LeaseRef>> {
         let mut groups: HashMap<(usize, &str, &str), Vec<&LeaseRef>> = HashMap::new();
         for lease in leases {
             groups.entry((lease.shard, &lease.topic, &lease.token)).or_default().push(lease);
@@ -341,7 +348,11 @@ impl MongoQueue {
             // Some leases were lost: find which of the group now carry our mark.
             let marked: Vec<Document> = d
                 .entries
-                .find(doc! { "_id": { "$in": &keys }, "$or": [ { "lease_token": token }, { "settled_by": token } ] })
+                .find(if is_ack {
+                    doc! { "_id": { "$in": &keys }, "$or": [ { "lease_token": token }, { "settled_by": token } ] }
+                } else {
+                    doc! { "_id": { "$in": &keys }, "lease_token": token, "state": PENDING }
+                })
                 .projection(doc! { "_id": 1 })
                 .await?
                 .try_collect()
@@ -403,7 +414,7 @@ impl QueueBackend for MongoQueue {
 
     async fn ack(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
         let now = now_millis();
-        self.settle(leases, |token| {
+        self.settle(leases, true, |token| {
             doc! {
                 "$set": { "state": ACKED, "settled_at": now, "settled_by": token },
                 "$unset": { "lease_token": "" },
@@ -440,7 +451,7 @@ impl QueueBackend for MongoQueue {
 
     async fn extend(&self, leases: &[LeaseRef], lease: Duration) -> Result<Vec<LeaseRef>> {
         let until = now_millis().saturating_add(millis(lease));
-        self.settle(leases, |_| doc! { "$set": { "visible_at": until } }).await
+        self.settle(leases, false, |_| doc! { "$set": { "visible_at": until } }).await
     }
 
     async fn depth(&self, topic: &str) -> Result<Depth> {

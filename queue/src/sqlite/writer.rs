@@ -3,19 +3,26 @@
 //! Every write of the process goes to one task that owns the write
 //! connection. It takes whatever operations are waiting, runs them in one
 //! transaction and commits — writing the WAL frames, without waiting for the
-//! disk. Groups that must be durable then go to the [`Syncer`], which fsyncs
-//! the WAL file (covering every frame committed before the call) and only
-//! then answers their callers. The writer meanwhile executes the next group,
-//! so the disk flush of one group overlaps the work of the next, and one
-//! fsync covers every group committed while the previous one ran.
+//! disk (`synchronous = NORMAL`). Every committed group then goes, in commit
+//! order, to the [`Syncer`]: it fsyncs the WAL file (covering every frame
+//! committed before the call) when a group holds a durable write, and
+//! answers the callers in commit order. The writer meanwhile executes the
+//! next group, so the flush of one group overlaps the work of the next, and
+//! one fsync covers every group committed while the previous one ran.
 //!
-//! Callers are answered only when their writes are on disk, exactly as with
-//! `synchronous = FULL`. The difference: other connections may see a commit
-//! up to one fsync (≈1-2 ms) before it is durable, so after a power cut (not
-//! a process crash: the frames are in the OS already) a reader may have acted
-//! on a write that is gone and whose writer was never told it succeeded.
+//! So a caller is answered only when its writes, and every write committed
+//! before them, are on disk — a claim never hands out an entry whose publish
+//! a power cut could still take back. Readers on other connections may see
+//! a commit up to one fsync earlier; journal reads flush before returning
+//! what they saw (see `SqliteStore::read_from`).
+//!
+//! A failed fsync is fatal for the writer, as in PostgreSQL: after an I/O
+//! error the kernel may drop the dirty pages and report the next fsync as a
+//! success, so nothing written after it could be trusted.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -28,13 +35,20 @@ const MAX_GROUP: usize = 512;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
-/// Operations committed but not yet flushed, with their outcomes.
-type Committed = Vec<(Op, Result<Outcome>)>;
+/// One committed group, waiting to be answered.
+struct Committed {
+    /// Whether it holds a write that must be on disk before anyone is answered.
+    durable: bool,
+    ops: Vec<(Op, Result<Outcome>)>,
+}
+
+const BROKEN: &str = "the SQLite WAL could not be flushed; the store refuses writes until the process restarts";
 
 pub(super) struct Writer {
     conn: SqliteConnection,
     inbox: mpsc::Receiver<Op>,
     syncer: mpsc::UnboundedSender<Committed>,
+    broken: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -43,8 +57,9 @@ impl Writer {
     pub(super) fn spawn(conn: SqliteConnection, wal: PathBuf) -> mpsc::Sender<Op> {
         let (tx, inbox) = mpsc::channel(4 * MAX_GROUP);
         let (syncer, committed) = mpsc::unbounded_channel();
-        tokio::spawn(Syncer { wal, committed }.run());
-        tokio::spawn(Self { conn, inbox, syncer }.run());
+        let broken = Arc::new(AtomicBool::new(false));
+        tokio::spawn(Syncer { wal, committed, broken: broken.clone() }.run());
+        tokio::spawn(Self { conn, inbox, syncer, broken }.run());
         tx
     }
 
@@ -68,6 +83,12 @@ impl Writer {
 
     async fn commit_group(&mut self, group: &mut Vec<Op>) {
         let started = std::time::Instant::now();
+        if self.broken.load(Ordering::Acquire) {
+            for op in group.drain(..) {
+                op.fail(QueueError::Unavailable(BROKEN.into()));
+            }
+            return;
+        }
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
             let message = e.to_string();
             for op in group.drain(..) {
@@ -93,14 +114,10 @@ impl Writer {
         }
         let durable = done.iter().any(|(op, _)| op.needs_fsync());
         tracing::trace!(ops = done.len(), durable, execute_us = executed.as_micros() as u64, "sqlite group committed");
-        if !durable {
-            for (op, outcome) in done {
-                op.finish(outcome);
-            }
-            return;
-        }
-        if let Err(mpsc::error::SendError(done)) = self.syncer.send(done) {
-            for (op, _) in done {
+        // Even a group that needs no flush of its own waits behind the groups
+        // before it, so nobody acts on a write that is not yet durable.
+        if let Err(mpsc::error::SendError(group)) = self.syncer.send(Committed { durable, ops: done }) {
+            for (op, _) in group.ops {
                 op.fail(QueueError::Unavailable("the SQLite syncer has stopped".into()));
             }
         }
@@ -131,33 +148,52 @@ impl Writer {
 struct Syncer {
     wal: PathBuf,
     committed: mpsc::UnboundedReceiver<Committed>,
+    broken: Arc<AtomicBool>,
 }
 
 impl Syncer {
     async fn run(mut self) {
         let mut pending = Vec::new();
         while self.committed.recv_many(&mut pending, usize::MAX).await > 0 {
-            let started = std::time::Instant::now();
-            let wal = self.wal.clone();
-            // Opened per flush: SQLite may recreate the file, and an open is
-            // cheap next to the fsync.
-            let flushed =
-                tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(&wal)?.sync_data())
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            tracing::trace!(
-                groups = pending.len(),
-                fsync_us = started.elapsed().as_micros() as u64,
-                "sqlite wal flushed"
-            );
+            let mut flushed = Ok(());
+            if pending.iter().any(|group| group.durable) && !self.broken.load(Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                flushed = flush_wal(self.wal.clone()).await;
+                tracing::trace!(
+                    groups = pending.len(),
+                    fsync_us = started.elapsed().as_micros() as u64,
+                    "sqlite wal flushed"
+                );
+                if let Err(e) = &flushed {
+                    tracing::error!(error = %e, "{BROKEN}");
+                    self.broken.store(true, Ordering::Release);
+                }
+            }
+            let broken = self.broken.load(Ordering::Acquire);
             for group in pending.drain(..) {
-                for (op, outcome) in group {
+                for (op, outcome) in group.ops {
                     match &flushed {
-                        Ok(()) => op.finish(outcome),
+                        Ok(()) if !(broken && group.durable) => op.finish(outcome),
+                        Ok(()) => op.fail(QueueError::Unavailable(BROKEN.into())),
                         Err(e) => op.fail(QueueError::Unavailable(format!("cannot flush the SQLite WAL: {e}"))),
                     }
                 }
             }
         }
     }
+}
+
+/// fsyncs the WAL file: every frame written before the call is then on disk,
+/// whichever connection or process wrote it. Opened per flush: SQLite may
+/// recreate the file, and an open is cheap next to the fsync.
+/// No WAL file means the last connection closed and SQLite checkpointed and
+/// synced everything into the database file.
+pub(super) async fn flush_wal(wal: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || match std::fs::OpenOptions::new().write(true).open(&wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
