@@ -184,18 +184,21 @@ mod tests {
     use super::*;
     use crate::{MongoConfig, QueueBackend};
 
+    /// A store on a fresh database of the test deployment.
+    async fn fresh_store(outbox_settle_ms: u64) -> super::super::MongoStore {
+        let uri = std::env::var("TERN_TEST_MONGODB_URI")
+            .expect("TERN_TEST_MONGODB_URI is not set: run the suite through scripts/test.sh");
+        let database = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let config = MongoConfig { outbox_settle_ms, ..MongoConfig::new(uri, database) };
+        super::super::MongoStore::connect(&config).await.unwrap()
+    }
+
     /// An accept interrupted after its intent was written (the events made it
     /// to the journal, one of two entries to the queue) is finished by repair,
     /// once it is older than the settle window, without duplicating anything.
     #[tokio::test]
     async fn repair_finishes_an_interrupted_accept_exactly_once() {
-        let uri = std::env::var("TERN_TEST_MONGODB_URI")
-            .expect("TERN_TEST_MONGODB_URI is not set: run the suite through scripts/test.sh");
-        let config = MongoConfig {
-            outbox_settle_ms: 200,
-            ..MongoConfig::new(uri, format!("t_{}", uuid::Uuid::new_v4().simple()))
-        };
-        let store = super::super::MongoStore::connect(&config).await.unwrap();
+        let store = fresh_store(200).await;
         let message = MessageId::new();
         let events = vec![Event::new(message, None, Utc::now(), EventKind::Released)];
         let entries = vec![NewEntry::new("m1", "one"), NewEntry::new("m2", "two")];
@@ -220,13 +223,7 @@ mod tests {
     /// An intent that cannot be read is set aside, and the ones after it are still repaired.
     #[tokio::test]
     async fn a_corrupt_intent_is_quarantined_and_does_not_block_the_others() {
-        let uri = std::env::var("TERN_TEST_MONGODB_URI")
-            .expect("TERN_TEST_MONGODB_URI is not set: run the suite through scripts/test.sh");
-        let config = MongoConfig {
-            outbox_settle_ms: 0,
-            ..MongoConfig::new(uri, format!("t_{}", uuid::Uuid::new_v4().simple()))
-        };
-        let store = super::super::MongoStore::connect(&config).await.unwrap();
+        let store = fresh_store(0).await;
         let past = now_millis() - 1_000;
         let mut corrupt = intent_document(&[], "mt", &[NewEntry::new("bad", "x")], past - 1).unwrap();
         corrupt.insert("events", "not json");
