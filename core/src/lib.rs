@@ -4,6 +4,8 @@
 //! Nothing here performs I/O, so every rule about messages can be tested in
 //! isolation and shared by every role.
 
+#![warn(missing_docs)]
+
 pub mod encoding;
 pub mod event;
 pub mod ids;

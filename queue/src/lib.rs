@@ -11,6 +11,8 @@
 //! [`Consumer`]) and [`Journal`]; [`StoreConfig::connect`] is the one place a
 //! backend is chosen. `docs/architecture.md` explains the designs.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod journal;
