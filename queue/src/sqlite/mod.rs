@@ -22,8 +22,8 @@ use sqlx::{ConnectOptions, Row};
 use tern_core::{Event, MessageId};
 use tokio::sync::{mpsc, oneshot};
 
-use self::ops::{EventRow, Op};
-use self::writer::{Reply, Writer};
+use self::ops::{EventRow, Op, Outcome};
+use self::writer::{Job, Writer};
 use crate::queue::millis;
 use crate::{
     AcceptBackend, Claim, ClaimedEntry, Depth, Journal, JournalBackend, JournalRecord, LeaseRef, NackOutcome, NewEntry,
@@ -36,7 +36,7 @@ const PURGE_STEP: i64 = 5_000;
 /// Queue, journal and accept on one SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: mpsc::Sender<Op>,
+    writer: mpsc::Sender<Job>,
     readers: SqlitePool,
     wal: PathBuf,
     /// Journal positions known to be on disk. A reader may see a commit
@@ -60,7 +60,9 @@ impl SqliteStore {
             .filename(&config.path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            // The writer commits without fsync; its syncer flushes the WAL
+            // before any caller is answered (see `writer`).
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             // Checkpoint every ~40 MB of WAL rather than every 4 MB: the tail
             // pages that many small commits rewrite reach the database once.
@@ -77,9 +79,6 @@ impl SqliteStore {
             QueueError::Config(format!("cannot migrate SQLite store at {}: {e}", config.path.display()))
         })?;
         let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        // The writer commits without fsync; its syncer flushes the WAL before
-        // any caller is answered (see `writer`).
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await?;
         let mut wal = config.path.clone().into_os_string();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
@@ -108,11 +107,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T> {
+    async fn call(&self, op: Op) -> Result<Outcome> {
         let (reply, answer) = oneshot::channel();
         let stopped = || QueueError::Unavailable("the SQLite writer has stopped".into());
-        self.writer.send(op(reply)).await.map_err(|_| stopped())?;
+        self.writer.send((op, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn unexpected(outcome: Outcome) -> QueueError {
+    QueueError::Unexpected(anyhow::anyhow!("the SQLite writer answered with the wrong outcome: {outcome:?}"))
+}
+
+fn lost_leases(outcome: Outcome) -> Result<Vec<LeaseRef>> {
+    match outcome {
+        Outcome::Lost(lost) => Ok(lost),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn count(outcome: Outcome) -> Result<u64> {
+    match outcome {
+        Outcome::Count(n) => Ok(n),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -133,27 +150,36 @@ fn event_rows(events: &[Event]) -> Result<Vec<EventRow>> {
 impl QueueBackend for SqliteStore {
     async fn publish(&self, topic: &str, entries: Vec<NewEntry>) -> Result<PublishReceipt> {
         let topic = topic.to_owned();
-        self.call(|reply| Op::Publish { topic, entries, reply }).await
+        match self.call(Op::Publish { topic, entries }).await? {
+            Outcome::Published(receipt) => Ok(receipt),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn claim(&self, topic: &str, max: usize, lease: Duration, max_attempts: u32) -> Result<Claim> {
         let topic = topic.to_owned();
-        self.call(|reply| Op::Claim { topic, max, lease_ms: millis(lease), max_attempts, reply }).await
+        match self.call(Op::Claim { topic, max, lease_ms: millis(lease), max_attempts }).await? {
+            Outcome::Claimed(claim) => Ok(claim),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn ack(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
         let leases = leases.to_vec();
-        self.call(|reply| Op::Ack { leases, reply }).await
+        lost_leases(self.call(Op::Ack { leases }).await?)
     }
 
     async fn nack(&self, lease: &LeaseRef, delay: Duration, max_attempts: u32) -> Result<NackOutcome> {
         let lease = lease.clone();
-        self.call(|reply| Op::Nack { lease, delay_ms: millis(delay), max_attempts, reply }).await
+        match self.call(Op::Nack { lease, delay_ms: millis(delay), max_attempts }).await? {
+            Outcome::Nacked(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn extend(&self, leases: &[LeaseRef], lease: Duration) -> Result<Vec<LeaseRef>> {
         let leases = leases.to_vec();
-        self.call(|reply| Op::Extend { leases, lease_ms: millis(lease), reply }).await
+        lost_leases(self.call(Op::Extend { leases, lease_ms: millis(lease) }).await?)
     }
 
     async fn depth(&self, topic: &str) -> Result<Depth> {
@@ -203,8 +229,7 @@ impl QueueBackend for SqliteStore {
     async fn purge_acked(&self, older_than: Duration) -> Result<u64> {
         let mut purged = 0;
         loop {
-            let step =
-                self.call(|reply| Op::Purge { older_than_ms: millis(older_than), limit: PURGE_STEP, reply }).await?;
+            let step = count(self.call(Op::Purge { older_than_ms: millis(older_than), limit: PURGE_STEP }).await?)?;
             purged += step;
             if step < PURGE_STEP as u64 {
                 return Ok(purged);
@@ -217,7 +242,7 @@ impl QueueBackend for SqliteStore {
 impl JournalBackend for SqliteStore {
     async fn append(&self, events: &[Event]) -> Result<usize> {
         let rows = event_rows(events)?;
-        self.call(|reply| Op::Append { rows, reply }).await
+        Ok(usize::try_from(count(self.call(Op::Append { rows }).await?)?).unwrap_or(usize::MAX))
     }
 
     async fn message_events(&self, message_id: MessageId) -> Result<Vec<Event>> {
@@ -264,7 +289,10 @@ impl AcceptBackend for SqliteStore {
     async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
         let rows = event_rows(events)?;
         let topic = topic.to_owned();
-        self.call(|reply| Op::Accept { rows, topic, entries, reply }).await
+        match self.call(Op::Accept { rows, topic, entries }).await? {
+            Outcome::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Nothing to repair: the journal rows and queue entries of an accept

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::writer::Reply;
 use crate::queue::new_lease_token;
 use crate::{Claim, ClaimedEntry, LeaseRef, NackOutcome, NewEntry, PublishReceipt, QueueError, Result};
 
@@ -19,17 +18,20 @@ pub(super) struct EventRow {
     pub json: String,
 }
 
+/// A write request; the writer answers it with an [`Outcome`].
 pub(super) enum Op {
-    Publish { topic: String, entries: Vec<NewEntry>, reply: Reply<PublishReceipt> },
-    Claim { topic: String, max: usize, lease_ms: i64, max_attempts: u32, reply: Reply<Claim> },
-    Ack { leases: Vec<LeaseRef>, reply: Reply<Vec<LeaseRef>> },
-    Nack { lease: LeaseRef, delay_ms: i64, max_attempts: u32, reply: Reply<NackOutcome> },
-    Extend { leases: Vec<LeaseRef>, lease_ms: i64, reply: Reply<Vec<LeaseRef>> },
-    Purge { older_than_ms: i64, limit: i64, reply: Reply<u64> },
-    Append { rows: Vec<EventRow>, reply: Reply<usize> },
-    Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry>, reply: Reply<()> },
+    Publish { topic: String, entries: Vec<NewEntry> },
+    Claim { topic: String, max: usize, lease_ms: i64, max_attempts: u32 },
+    Ack { leases: Vec<LeaseRef> },
+    Nack { lease: LeaseRef, delay_ms: i64, max_attempts: u32 },
+    Extend { leases: Vec<LeaseRef>, lease_ms: i64 },
+    Purge { older_than_ms: i64, limit: i64 },
+    Append { rows: Vec<EventRow> },
+    Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry> },
 }
 
+/// What a write did; each [`Op`] has one kind of outcome.
+#[derive(Debug)]
 pub(super) enum Outcome {
     Published(PublishReceipt),
     Claimed(Claim),
@@ -95,43 +97,6 @@ impl Op {
             // A claim's second write only dead-letters what its first leased;
             // if it failed, the leases would simply expire.
             Self::Claim { .. } | Self::Nack { .. } | Self::Purge { .. } => false,
-        }
-    }
-
-    pub(super) fn fail(self, error: QueueError) {
-        self.finish(Err(error));
-    }
-
-    pub(super) fn finish(self, outcome: Result<Outcome>) {
-        fn send<T>(reply: Reply<T>, value: Result<T>) {
-            // The caller may have given up waiting; its loss.
-            let _ = reply.send(value);
-        }
-        fn mismatch<T>() -> Result<T> {
-            Err(QueueError::Unexpected(anyhow::anyhow!("sqlite writer produced the wrong outcome")))
-        }
-        match (self, outcome) {
-            (Self::Publish { reply, .. }, Ok(Outcome::Published(r))) => send(reply, Ok(r)),
-            (Self::Claim { reply, .. }, Ok(Outcome::Claimed(c))) => send(reply, Ok(c)),
-            (Self::Ack { reply, .. } | Self::Extend { reply, .. }, Ok(Outcome::Lost(l))) => send(reply, Ok(l)),
-            (Self::Nack { reply, .. }, Ok(Outcome::Nacked(n))) => send(reply, Ok(n)),
-            (Self::Purge { reply, .. }, Ok(Outcome::Count(n))) => send(reply, Ok(n)),
-            (Self::Append { reply, .. }, Ok(Outcome::Count(n))) => send(reply, Ok(n as usize)),
-            (Self::Accept { reply, .. }, Ok(Outcome::Done)) => send(reply, Ok(())),
-            (Self::Publish { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Claim { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Ack { reply, .. } | Self::Extend { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Nack { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Purge { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Append { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Accept { reply, .. }, Err(e)) => send(reply, Err(e)),
-            (Self::Publish { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Claim { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Ack { reply, .. } | Self::Extend { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Nack { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Purge { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Append { reply, .. }, Ok(_)) => send(reply, mismatch()),
-            (Self::Accept { reply, .. }, Ok(_)) => send(reply, mismatch()),
         }
     }
 }

@@ -33,20 +33,35 @@ use crate::{QueueError, Result};
 /// Most operations folded into one transaction; bounds a commit's latency.
 const MAX_GROUP: usize = 512;
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
+/// Where the writer answers one operation.
+pub(super) type Reply = oneshot::Sender<Result<Outcome>>;
+
+/// An operation and where to answer it.
+pub(super) type Job = (Op, Reply);
 
 /// One committed group, waiting to be answered.
 struct Committed {
     /// Whether it holds a write that must be on disk before anyone is answered.
     durable: bool,
-    ops: Vec<(Op, Result<Outcome>)>,
+    answers: Vec<(Reply, Result<Outcome>)>,
+}
+
+fn answer(reply: Reply, outcome: Result<Outcome>) {
+    // The caller may have given up waiting; its loss.
+    let _ = reply.send(outcome);
+}
+
+fn fail_all(replies: impl IntoIterator<Item = Reply>, message: &str) {
+    for reply in replies {
+        answer(reply, Err(QueueError::Unavailable(message.to_owned())));
+    }
 }
 
 const BROKEN: &str = "the SQLite WAL could not be flushed; the store refuses writes until the process restarts";
 
 pub(super) struct Writer {
     conn: SqliteConnection,
-    inbox: mpsc::Receiver<Op>,
+    inbox: mpsc::Receiver<Job>,
     syncer: mpsc::UnboundedSender<Committed>,
     broken: Arc<AtomicBool>,
 }
@@ -54,7 +69,7 @@ pub(super) struct Writer {
 impl Writer {
     /// Starts the writer on `conn` (which must be in WAL mode with
     /// `synchronous = NORMAL`) and its syncer on the WAL file `wal`.
-    pub(super) fn spawn(conn: SqliteConnection, wal: PathBuf) -> mpsc::Sender<Op> {
+    pub(super) fn spawn(conn: SqliteConnection, wal: PathBuf) -> mpsc::Sender<Job> {
         let (tx, inbox) = mpsc::channel(4 * MAX_GROUP);
         let (syncer, committed) = mpsc::unbounded_channel();
         let broken = Arc::new(AtomicBool::new(false));
@@ -81,45 +96,37 @@ impl Writer {
         let _ = self.conn.close().await;
     }
 
-    async fn commit_group(&mut self, group: &mut Vec<Op>) {
+    async fn commit_group(&mut self, group: &mut Vec<Job>) {
         let started = std::time::Instant::now();
         if self.broken.load(Ordering::Acquire) {
-            for op in group.drain(..) {
-                op.fail(QueueError::Unavailable(BROKEN.into()));
-            }
-            return;
+            return fail_all(group.drain(..).map(|(_, reply)| reply), BROKEN);
         }
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
-            let message = e.to_string();
-            for op in group.drain(..) {
-                op.fail(QueueError::Unavailable(message.clone()));
-            }
-            return;
+            return fail_all(group.drain(..).map(|(_, reply)| reply), &e.to_string());
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let mut done = Vec::with_capacity(group.len());
-        for op in group.drain(..) {
+        let durable = group.iter().any(|(op, _)| op.needs_fsync());
+        let mut answers = Vec::with_capacity(group.len());
+        for (op, reply) in group.drain(..) {
             let outcome = self.run_op(&op, now).await;
-            done.push((op, outcome));
+            answers.push((reply, outcome));
         }
         let executed = started.elapsed();
         if let Err(e) = sqlx::query("COMMIT").execute(&mut self.conn).await {
-            let message = e.to_string();
             let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-            tracing::error!(error = %message, "sqlite commit failed; the whole group is reported failed");
-            for (op, _) in done {
-                op.fail(QueueError::Unavailable(message.clone()));
-            }
-            return;
+            tracing::error!(error = %e, "sqlite commit failed; the whole group is reported failed");
+            return fail_all(answers.into_iter().map(|(reply, _)| reply), &e.to_string());
         }
-        let durable = done.iter().any(|(op, _)| op.needs_fsync());
-        tracing::trace!(ops = done.len(), durable, execute_us = executed.as_micros() as u64, "sqlite group committed");
+        tracing::trace!(
+            ops = answers.len(),
+            durable,
+            execute_us = executed.as_micros() as u64,
+            "sqlite group committed"
+        );
         // Even a group that needs no flush of its own waits behind the groups
         // before it, so nobody acts on a write that is not yet durable.
-        if let Err(mpsc::error::SendError(group)) = self.syncer.send(Committed { durable, ops: done }) {
-            for (op, _) in group.ops {
-                op.fail(QueueError::Unavailable("the SQLite syncer has stopped".into()));
-            }
+        if let Err(mpsc::error::SendError(group)) = self.syncer.send(Committed { durable, answers }) {
+            fail_all(group.answers.into_iter().map(|(reply, _)| reply), "the SQLite syncer has stopped");
         }
     }
 
@@ -171,11 +178,11 @@ impl Syncer {
             }
             let broken = self.broken.load(Ordering::Acquire);
             for group in pending.drain(..) {
-                for (op, outcome) in group.ops {
+                for (reply, outcome) in group.answers {
                     match &flushed {
-                        Ok(()) if !(broken && group.durable) => op.finish(outcome),
-                        Ok(()) => op.fail(QueueError::Unavailable(BROKEN.into())),
-                        Err(e) => op.fail(QueueError::Unavailable(format!("cannot flush the SQLite WAL: {e}"))),
+                        Ok(()) if !(broken && group.durable) => answer(reply, outcome),
+                        Ok(()) => fail_all([reply], BROKEN),
+                        Err(e) => fail_all([reply], &format!("cannot flush the SQLite WAL: {e}")),
                     }
                 }
             }
