@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use bson::spec::BinarySubtype;
 use bson::{Binary, Bson, Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
-use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 
 use super::{DUPLICATE_KEY, insert_many_write_errors, now_millis};
@@ -122,8 +121,7 @@ impl MongoQueue {
 
     pub(super) async fn create_indexes(&self) -> Result<()> {
         for d in &self.deployments {
-            let index =
-                |keys: Document| IndexModel::builder().keys(keys).options(IndexOptions::builder().build()).build();
+            let index = |keys: Document| IndexModel::builder().keys(keys).build();
             d.entries.create_index(index(doc! { "topic": 1, "state": 1, "visible_at": 1, "seq": 1 })).await?;
             d.entries.create_index(index(doc! { "state": 1, "settled_at": 1 })).await?;
         }
