@@ -101,6 +101,13 @@ pub enum EventKind {
         priority: u8,
         /// After this the message expires if not delivered.
         expires_at: DateTime<Utc>,
+        /// Price quoted at acceptance (all segments, minor units), when the
+        /// account's price plan covers the destination. Billing charges it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        price: Option<i64>,
+        /// ISO 4217 currency of `price`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
     },
     /// The message waits until `send_at` (follows `Accepted`).
     Scheduled {

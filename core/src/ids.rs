@@ -89,6 +89,41 @@ time_ordered_id!(
     "event"
 );
 
+/// Namespace for message ids derived from a batch row; fixed forever.
+const BATCH_ROW_NAMESPACE: Uuid = Uuid::from_u128(0x7465_726e_2d62_6174_6368_2d72_6f77_0001);
+
+impl MessageId {
+    /// The id of the message made from row `row` of batch `batch`: the same
+    /// batch and row always give the same id, so a batch request retried
+    /// after a crash (same idempotency key) re-accepts the same messages
+    /// instead of creating copies. A UUIDv7 with the batch's timestamp, so it
+    /// sorts with the batch.
+    pub fn for_batch_row(batch: BatchId, row: u64) -> Self {
+        let name = format!("{batch}/{row}");
+        let mut bytes = Uuid::new_v5(&BATCH_ROW_NAMESPACE, name.as_bytes()).into_bytes();
+        bytes[..6].copy_from_slice(&batch.0.as_bytes()[..6]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x70;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The instant encoded in the id (its creation time).
+    pub fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
+
+    /// The smallest id created at `at` or later: a lower bound for id ranges.
+    pub fn lower_bound(at: chrono::DateTime<chrono::Utc>) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        bytes[6] = 0x70;
+        bytes[8] = 0x80;
+        Self(Uuid::from_bytes(bytes))
+    }
+}
+
 /// Namespace for derived event ids; fixed forever, or replays would stop deduplicating.
 const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x7465_726e_2d65_7665_6e74_2d69_6473_0001);
 
@@ -121,6 +156,19 @@ mod tests {
         let second = MessageId::new();
         assert!(first < second);
         assert!(first.to_string() < second.to_string());
+    }
+
+    #[test]
+    fn batch_row_ids_are_stable_v7_and_sort_with_their_batch() {
+        let batch = BatchId::new();
+        let id = MessageId::for_batch_row(batch, 7);
+        assert_eq!(id, MessageId::for_batch_row(batch, 7));
+        assert_ne!(id, MessageId::for_batch_row(batch, 8));
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert_eq!(id.as_uuid().as_bytes()[..6], batch.as_uuid().as_bytes()[..6]);
+        let created = id.created_at().unwrap();
+        assert!(MessageId::lower_bound(created) <= id);
+        assert!(MessageId::lower_bound(created + chrono::TimeDelta::milliseconds(1)) > id);
     }
 
     #[test]

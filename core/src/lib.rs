@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod event;
 pub mod ids;
 pub mod msisdn;
+pub mod pricing;
 pub mod sender;
 pub mod status;
 
@@ -17,5 +18,6 @@ pub use encoding::{BodyInfo, Encoding};
 pub use event::{DeliveryState, EVENT_SCHEMA_VERSION, Event, EventKind};
 pub use ids::{AccountId, BatchId, EventId, IdParseError, MessageId};
 pub use msisdn::{Msisdn, MsisdnError};
+pub use pricing::{PricePlan, PricePlanError};
 pub use sender::{SenderId, SenderIdError};
 pub use status::MessageStatus;

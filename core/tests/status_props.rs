@@ -66,6 +66,8 @@ fn lifecycle(
         callback_url: None,
         priority: 0,
         expires_at: base + Duration::days(2),
+        price: None,
+        currency: None,
     });
     if scheduled {
         push(EventKind::Scheduled { send_at: base + Duration::hours(1) });

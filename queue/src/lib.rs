@@ -13,9 +13,11 @@
 
 #![warn(missing_docs)]
 
+pub mod accounts;
 mod config;
 mod error;
 mod journal;
+pub mod messages;
 pub mod mongo;
 mod queue;
 pub mod sqlite;
@@ -23,9 +25,11 @@ mod store;
 #[cfg(feature = "test-suite")]
 pub mod test_suite;
 
+pub use accounts::{Account, Accounts, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, RateLimits, TopUp};
 pub use config::{MongoConfig, SqliteConfig, StoreConfig};
 pub use error::QueueError;
 pub use journal::{Journal, JournalBackend, JournalRecord, Position};
+pub use messages::{BatchRecord, MessageIndexBackend, MessageQuery, MessageRow, Messages, StatusUpdate};
 pub use queue::{
     Claim, ClaimedEntry, Consumer, ConsumerOptions, Deliveries, Delivery, Depth, LeaseRef, NackOutcome, NewEntry,
     Producer, PublishReceipt, Queue, QueueBackend,

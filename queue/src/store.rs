@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tern_core::Event;
+use tern_core::{Event, MessageId, MessageStatus};
 
-use crate::{Journal, NewEntry, Queue, Result};
+use crate::{Accounts, Journal, Messages, NewEntry, Queue, Result, StatusUpdate};
 
 /// Writing a message's first events and its first queue entry as one
 /// crash-atomic step. See `docs/architecture.md`, "Accepting a message".
@@ -28,13 +28,32 @@ pub struct Store {
     queue: Queue,
     journal: Journal,
     accept: Arc<dyn AcceptBackend>,
+    accounts: Accounts,
+    messages: Messages,
     backend_name: &'static str,
 }
 
 impl Store {
     /// Assembles a store from one backend's parts.
-    pub fn new(queue: Queue, journal: Journal, accept: Arc<dyn AcceptBackend>, backend_name: &'static str) -> Self {
-        Self { queue, journal, accept, backend_name }
+    pub fn new(
+        queue: Queue,
+        journal: Journal,
+        accept: Arc<dyn AcceptBackend>,
+        accounts: Accounts,
+        messages: Messages,
+        backend_name: &'static str,
+    ) -> Self {
+        Self { queue, journal, accept, accounts, messages, backend_name }
+    }
+
+    /// Accounts, API keys, balances, idempotency records.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The message index (listing, batch counts).
+    pub fn messages(&self) -> &Messages {
+        &self.messages
     }
 
     /// The work queues.
@@ -63,6 +82,29 @@ impl Store {
     pub async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
         crate::queue::check_topic(topic)?;
         self.accept.accept(events, topic, entries).await
+    }
+
+    /// Appends events a stage produced and refreshes the indexed status of
+    /// the messages they are about. Returns how many events were new.
+    ///
+    /// The index is refreshed even when every event was already journaled: a
+    /// stage that crashed between the two steps and redoes its work (it did
+    /// not ack) repairs the index that way.
+    pub async fn record(&self, events: &[Event]) -> Result<usize> {
+        let appended = self.journal.append(events).await?;
+        let mut touched: Vec<MessageId> = events.iter().map(|e| e.message_id).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut updates = Vec::with_capacity(touched.len());
+        for message_id in touched {
+            let history = self.journal.message_events(message_id).await?;
+            let at = history.iter().map(|e| e.at).max();
+            if let (Some(status), Some(at)) = (MessageStatus::fold(&history), at) {
+                updates.push(StatusUpdate { message_id, status, at });
+            }
+        }
+        self.messages.update_statuses(&updates).await?;
+        Ok(appended)
     }
 
     /// Finishes accepts a crash interrupted (see [`AcceptBackend::repair`]).

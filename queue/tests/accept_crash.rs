@@ -67,6 +67,8 @@ async fn accept_child() {
             callback_url: None,
             priority: 0,
             expires_at: Utc::now() + chrono::Duration::days(1),
+            price: None,
+            currency: None,
         };
         let events = [Event::new(message, None, Utc::now(), accepted)];
         let id = message.to_string();

@@ -1,5 +1,7 @@
 //! `tern <role>`: every component of Tern is a subcommand of this binary.
-//! Roles arrive with their issues; today: the store check and the benchmarks.
+//! Roles arrive with their issues; today: `submission`, the store check and the benchmarks.
+
+mod settings;
 
 use std::path::PathBuf;
 
@@ -16,6 +18,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The REST API (accounts, keys, sends, batches, status).
+    Submission {
+        /// TOML configuration file (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Connect to the configured store, check it can serve Tern, and report its state.
     CheckStore(StoreArgs),
     /// Benchmarks that print their figures.
@@ -99,6 +107,18 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
     match cli.command {
+        Command::Submission { config } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let store = settings.store.connect().await?;
+            let listener = std::net::TcpListener::bind(settings.submission.listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.submission.listen))?;
+            if settings.submission.admin_token.is_none() {
+                tracing::warn!("no admin token configured (TERN_ADMIN_TOKEN): the admin API is disabled");
+            }
+            let server = tern_submission::Submission::new(store, settings.submission.clone(), listener)?;
+            tracing::info!(listen = %settings.submission.listen, "submission API listening");
+            server.run()?.await?;
+        }
         Command::CheckStore(args) => {
             let store = args.config(scratch).connect().await?;
             let head = store.journal().head().await?;

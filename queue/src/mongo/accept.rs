@@ -4,8 +4,9 @@
 //! 1. One document records the whole accept (its events, topic and queue
 //!    entries) — a single-document write is atomic and, with `w: majority,
 //!    j: true`, durable.
-//! 2. The events are appended to the journal, the entries published to the
-//!    queue (both idempotent), and the accept is acknowledged.
+//! 2. The events are appended to the journal, the messages written to the
+//!    message index, the entries published to the queue (all idempotent),
+//!    and the accept is acknowledged.
 //! 3. The intent is deleted.
 //!
 //! A crash after step 1 leaves the intent behind; [`AcceptBackend::repair`]
@@ -27,8 +28,9 @@ use tern_core::Event;
 use super::journal::MongoJournal;
 use super::now_millis;
 use super::queue::MongoQueue;
+use super::records::MongoRecords;
 use crate::queue::millis;
-use crate::{AcceptBackend, JournalBackend, NewEntry, QueueBackend, QueueError, Result};
+use crate::{AcceptBackend, JournalBackend, MessageRow, NewEntry, QueueBackend, QueueError, Result};
 
 /// MongoDB documents are limited to 16 MiB; leave room for the envelope.
 const MAX_INTENT_BYTES: usize = 12 * 1024 * 1024;
@@ -72,16 +74,24 @@ pub(super) struct MongoAccept {
     quarantine: Collection<Document>,
     journal: Arc<MongoJournal>,
     queue: Arc<MongoQueue>,
+    records: Arc<MongoRecords>,
     settle: Duration,
 }
 
 impl MongoAccept {
-    pub(super) fn new(db: &Database, journal: Arc<MongoJournal>, queue: Arc<MongoQueue>, settle: Duration) -> Self {
+    pub(super) fn new(
+        db: &Database,
+        journal: Arc<MongoJournal>,
+        queue: Arc<MongoQueue>,
+        records: Arc<MongoRecords>,
+        settle: Duration,
+    ) -> Self {
         Self {
             intents: db.collection("accept_intents"),
             quarantine: db.collection("accept_intents_quarantine"),
             journal,
             queue,
+            records,
             settle,
         }
     }
@@ -93,6 +103,7 @@ impl MongoAccept {
 
     async fn complete(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
         self.journal.append(events).await?;
+        self.records.insert_message_rows(&MessageRow::from_accept(events)).await?;
         self.queue.publish(topic, entries).await?;
         Ok(())
     }
@@ -117,6 +128,8 @@ impl MongoAccept {
             entries.push(NewEntry { id: entry.get_str("id").map_err(corrupt)?.to_owned(), payload, not_before });
         }
         self.journal.append(&events).await?;
+        // Before publishing: a stage may record a status as soon as the entry is claimable.
+        self.records.insert_message_rows(&MessageRow::from_accept(&events)).await?;
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let present = self.queue.existing(topic, &ids).await?;
         entries.retain(|e| !present.contains(&e.id));
@@ -179,10 +192,10 @@ impl AcceptBackend for MongoAccept {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use tern_core::{EventKind, MessageId};
+    use tern_core::{AccountId, EventKind, MessageId, MessageStatus};
 
     use super::*;
-    use crate::{MongoConfig, QueueBackend};
+    use crate::{MessageIndexBackend, MongoConfig, QueueBackend};
 
     /// A store on a fresh database of the test deployment.
     async fn fresh_store(outbox_settle_ms: u64) -> super::super::MongoStore {
@@ -236,6 +249,21 @@ mod tests {
         assert_eq!(store.accept.intents.count_documents(doc! {}).await.unwrap(), 0);
         let claim = store.queue.claim("mt", 10, Duration::from_secs(30), 5).await.unwrap();
         assert_eq!(claim.entries.iter().map(|e| e.lease.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    }
+
+    /// An accept that crashed after its journal append still gets its index rows, from repair.
+    #[tokio::test]
+    async fn repair_indexes_the_messages_of_an_interrupted_accept() {
+        let store = fresh_store(0).await;
+        let message = MessageId::new();
+        let events = vec![crate::test_suite::accepted(message, AccountId::new())];
+        let intent = intent_document(&events, "mt", &[NewEntry::new("m1", "one")], now_millis() - 1_000).unwrap();
+        store.accept.intents.insert_one(intent).await.unwrap();
+        store.journal.append(&events).await.unwrap();
+        assert!(store.records.get(message).await.unwrap().is_none());
+
+        assert_eq!(store.accept.repair().await.unwrap(), 1);
+        assert_eq!(store.records.get(message).await.unwrap().unwrap().status, MessageStatus::Accepted);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The production backend: MongoDB replica sets.
 //!
-//! * The journal and the accept intents live on the deployment named by
-//!   `uri`; the queue on `queue_uris` (several independent deployments, the
-//!   Starling/Kestrel model) or on `uri`.
+//! * The journal, the accept intents, accounts and the message index live on
+//!   the deployment named by `uri`; the queue on `queue_uris` (several
+//!   independent deployments, the Starling/Kestrel model) or on `uri`.
 //! * Every write is `w: majority, j: true`; journal reads are
 //!   `readConcern: majority`, so a reader never sees an event a failover
 //!   could roll back.
@@ -13,6 +13,7 @@
 mod accept;
 mod journal;
 mod queue;
+mod records;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +25,16 @@ use mongodb::{Client, Database};
 use self::accept::MongoAccept;
 use self::journal::MongoJournal;
 use self::queue::{Deployment, MongoQueue};
-use crate::{Journal, MongoConfig, Queue, QueueError, Result, Store};
+use self::records::MongoRecords;
+use crate::{Accounts, Journal, Messages, MongoConfig, Queue, QueueError, Result, Store};
 
-/// Queue, journal and accept on MongoDB.
+/// Queue, journal, accept, accounts and message index on MongoDB.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     queue: Arc<MongoQueue>,
     journal: Arc<MongoJournal>,
     accept: Arc<MongoAccept>,
+    records: Arc<MongoRecords>,
 }
 
 impl MongoStore {
@@ -51,14 +54,24 @@ impl MongoStore {
         queue.create_indexes().await?;
         let journal = Arc::new(MongoJournal::new(&main, config.journal_settle()));
         journal.create_indexes().await?;
-        let accept = Arc::new(MongoAccept::new(&main, journal.clone(), queue.clone(), config.outbox_settle()));
+        let records = Arc::new(MongoRecords::new(&main));
+        records.create_indexes().await?;
+        let accept =
+            Arc::new(MongoAccept::new(&main, journal.clone(), queue.clone(), records.clone(), config.outbox_settle()));
         accept.create_indexes().await?;
-        Ok(Self { queue, journal, accept })
+        Ok(Self { queue, journal, accept, records })
     }
 
     /// The store as the rest of Tern sees it.
     pub fn into_store(self) -> Store {
-        Store::new(Queue::new(self.queue), Journal::new(self.journal), self.accept, "mongodb")
+        Store::new(
+            Queue::new(self.queue),
+            Journal::new(self.journal),
+            self.accept,
+            Accounts::new(self.records.clone()),
+            Messages::new(self.records),
+            "mongodb",
+        )
     }
 }
 

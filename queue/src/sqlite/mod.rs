@@ -8,6 +8,7 @@
 //! positions become visible in order: the stream is gap-free by construction.
 
 mod ops;
+mod records;
 mod writer;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::ops::{EventRow, Op, Outcome};
 use self::writer::{Job, Writer};
+use crate::accounts::Accounts;
+use crate::messages::{MessageRow, Messages};
 use crate::queue::millis;
 use crate::{
     AcceptBackend, Claim, ClaimedEntry, Depth, Journal, JournalBackend, JournalRecord, LeaseRef, NackOutcome, NewEntry,
@@ -93,7 +96,14 @@ impl SqliteStore {
     /// The store as the rest of Tern sees it.
     pub fn into_store(self) -> Store {
         let this = Arc::new(self);
-        Store::new(Queue::new(this.clone()), Journal::new(this.clone()), this, "sqlite")
+        Store::new(
+            Queue::new(this.clone()),
+            Journal::new(this.clone()),
+            this.clone(),
+            Accounts::new(this.clone()),
+            Messages::new(this),
+            "sqlite",
+        )
     }
 
     /// Makes sure journal positions up to `position` are on disk.
@@ -105,6 +115,10 @@ impl SqliteStore {
             self.durable_through.fetch_max(position, Ordering::AcqRel);
         }
         Ok(())
+    }
+
+    async fn record_op(&self, op: records::RecordOp) -> Result<Outcome> {
+        self.call(Op::Record(op)).await
     }
 
     async fn call(&self, op: Op) -> Result<Outcome> {
@@ -289,7 +303,8 @@ impl AcceptBackend for SqliteStore {
     async fn accept(&self, events: &[Event], topic: &str, entries: Vec<NewEntry>) -> Result<()> {
         let rows = event_rows(events)?;
         let topic = topic.to_owned();
-        match self.call(Op::Accept { rows, topic, entries }).await? {
+        let index = MessageRow::from_accept(events);
+        match self.call(Op::Accept { rows, topic, entries, index }).await? {
             Outcome::Done => Ok(()),
             other => Err(unexpected(other)),
         }

@@ -5,11 +5,14 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::records::{RecordOp, insert_message_rows};
+use crate::accounts::{Begin, TopUp};
+use crate::messages::MessageRow;
 use crate::queue::new_lease_token;
 use crate::{Claim, ClaimedEntry, LeaseRef, NackOutcome, NewEntry, PublishReceipt, QueueError, Result};
 
 /// Rows per multi-row statement; keeps well under SQLite's bound-variable limit.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
 /// A journal row, serialised by the caller so the writer only writes.
 pub(super) struct EventRow {
@@ -27,7 +30,8 @@ pub(super) enum Op {
     Extend { leases: Vec<LeaseRef>, lease_ms: i64 },
     Purge { older_than_ms: i64, limit: i64 },
     Append { rows: Vec<EventRow> },
-    Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry> },
+    Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry>, index: Vec<MessageRow> },
+    Record(RecordOp),
 }
 
 /// What a write did; each [`Op`] has one kind of outcome.
@@ -38,6 +42,8 @@ pub(super) enum Outcome {
     Lost(Vec<LeaseRef>),
     Nacked(NackOutcome),
     Count(u64),
+    TopUp(Option<TopUp>),
+    Begin(Begin),
     Done,
 }
 
@@ -67,11 +73,13 @@ impl Op {
                 Ok(Outcome::Count(done.rows_affected()))
             }
             Self::Append { rows, .. } => append(conn, rows).await.map(|n| Outcome::Count(n as u64)),
-            Self::Accept { rows, topic, entries, .. } => {
+            Self::Accept { rows, topic, entries, index } => {
                 append(conn, rows).await?;
                 publish(conn, topic, entries, now).await?;
+                insert_message_rows(conn, index).await?;
                 Ok(Outcome::Done)
             }
+            Self::Record(op) => op.execute(conn).await,
         }
     }
 
@@ -89,6 +97,7 @@ impl Op {
     pub(super) fn needs_savepoint(&self) -> bool {
         match self {
             Self::Accept { .. } => true,
+            Self::Record(op) => op.needs_savepoint(),
             Self::Publish { entries, .. } => entries.len() > CHUNK,
             Self::Append { rows, .. } => rows.len() > CHUNK,
             Self::Ack { leases, .. } | Self::Extend { leases, .. } => {

@@ -24,6 +24,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod records;
+
+pub use records::*;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +73,11 @@ macro_rules! store_test_suite {
             accept_writes_events_and_entries_together,
             concurrent_consumers_get_each_entry_exactly_once,
             settled_leases_cannot_be_extended,
+            accounts_are_created_listed_and_suspended,
+            top_ups_apply_once_per_reference,
+            api_keys_are_found_listed_and_revoked,
+            idempotency_records_replay_and_expire,
+            accepted_messages_are_indexed_and_record_refreshes_their_status,
         );
     };
     (@tests $factory:path; $($test:ident),* $(,)?) => {
@@ -106,7 +115,7 @@ fn receipt(inserted: usize, duplicates: usize) -> PublishReceipt {
 }
 
 /// Now, truncated to the millisecond (what every backend can store exactly).
-fn now_ms() -> DateTime<Utc> {
+pub(crate) fn now_ms() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
 }
 
@@ -123,7 +132,7 @@ fn routed(message: MessageId, attempt: u32) -> Event {
     )
 }
 
-fn accepted(message: MessageId, account: AccountId) -> Event {
+pub(crate) fn accepted(message: MessageId, account: AccountId) -> Event {
     Event::new(
         message,
         Some(account),
@@ -140,6 +149,8 @@ fn accepted(message: MessageId, account: AccountId) -> Event {
             callback_url: None,
             priority: 0,
             expires_at: now_ms() + TimeDelta::days(1),
+            price: None,
+            currency: None,
         },
     )
 }

@@ -1,0 +1,197 @@
+//! Turning a validated send request into the events and queue entry that
+//! accept a message. Shared by single sends and batches.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tern_core::{BatchId, Encoding, Event, EventKind, MessageId, Msisdn, SenderId, encoding};
+use tern_queue::{Account, NewEntry};
+use url::Url;
+
+use crate::config::SubmissionConfig;
+
+/// Queue topic of messages ready for the pipeline.
+pub const MT_TOPIC: &str = "mt";
+/// Queue topic of scheduled messages; the scheduler releases them at `send_at`.
+pub const SCHEDULED_TOPIC: &str = "scheduled";
+
+/// A field that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name as the client spelled it.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> FieldError {
+    FieldError { field: field.to_owned(), reason: reason.into() }
+}
+
+/// Send options shared by every message of a request, as the client gave them.
+#[derive(Debug, Clone, Default)]
+pub struct RawOptions {
+    pub from: String,
+    pub send_at: Option<String>,
+    pub validity: Option<u64>,
+    pub expires_at: Option<String>,
+    pub callback_url: Option<String>,
+    pub client_ref: Option<String>,
+    pub priority: Option<u8>,
+}
+
+/// Send options, checked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from: SenderId,
+    pub send_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub callback_url: Option<String>,
+    pub client_ref: Option<String>,
+    pub priority: u8,
+}
+
+impl Options {
+    /// The topic these messages go to.
+    pub fn topic(&self) -> &'static str {
+        if self.send_at.is_some() { SCHEDULED_TOPIC } else { MT_TOPIC }
+    }
+}
+
+fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldError> {
+    DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| bad(field, format!("{value:?} is not an RFC 3339 timestamp such as 2026-01-31T09:30:00Z ({e})")))
+}
+
+/// Checks the options against the configuration, at instant `now`.
+pub fn check_options(raw: &RawOptions, config: &SubmissionConfig, now: DateTime<Utc>) -> Result<Options, FieldError> {
+    let from = SenderId::parse(&raw.from).map_err(|e| bad("from", e.to_string()))?;
+    let secs = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    let send_at = raw.send_at.as_deref().map(|v| timestamp("send_at", v)).transpose()?;
+    if let Some(at) = send_at {
+        // A little slack for clocks: "now" from a client is a few ms old.
+        if at < now - TimeDelta::seconds(5) {
+            return Err(bad("send_at", format!("{} is in the past", at.to_rfc3339())));
+        }
+        if at > now + secs(config.max_schedule_ahead_secs) {
+            return Err(bad(
+                "send_at",
+                format!("messages can be scheduled at most {} s ahead", config.max_schedule_ahead_secs),
+            ));
+        }
+    }
+    let start = send_at.unwrap_or(now).max(now);
+    let expires_at = match (raw.validity, raw.expires_at.as_deref()) {
+        (Some(_), Some(_)) => return Err(bad("validity", "give either validity or expires_at, not both")),
+        (Some(v), None) => {
+            if !(60..=config.max_validity_secs).contains(&v) {
+                return Err(bad(
+                    "validity",
+                    format!("validity must be between 60 and {} seconds", config.max_validity_secs),
+                ));
+            }
+            start + secs(v)
+        }
+        (None, Some(at)) => {
+            let at = timestamp("expires_at", at)?;
+            if at <= start {
+                return Err(bad("expires_at", "expires_at must be after the send time"));
+            }
+            if at > start + secs(config.max_validity_secs) {
+                return Err(bad(
+                    "expires_at",
+                    format!("expires_at may be at most {} s after the send time", config.max_validity_secs),
+                ));
+            }
+            at
+        }
+        (None, None) => start + secs(config.default_validity_secs),
+    };
+    let callback_url = raw.callback_url.as_deref().map(check_url).transpose()?;
+    if let Some(r) = &raw.client_ref
+        && (r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control))
+    {
+        return Err(bad("client_ref", "client_ref must be 1 to 128 printable characters"));
+    }
+    let priority = raw.priority.unwrap_or(0);
+    if priority > 9 {
+        return Err(bad("priority", "priority must be between 0 and 9"));
+    }
+    Ok(Options { from, send_at, expires_at, callback_url, client_ref: raw.client_ref.clone(), priority })
+}
+
+fn check_url(value: &str) -> Result<String, FieldError> {
+    let url = Url::parse(value).map_err(|e| bad("callback_url", format!("{value:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad("callback_url", "callback_url must be an http or https URL with a host"));
+    }
+    if value.len() > 2048 {
+        return Err(bad("callback_url", "callback_url is longer than 2048 characters"));
+    }
+    Ok(url.into())
+}
+
+/// A message ready to accept.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    pub id: MessageId,
+    pub to: Msisdn,
+    pub encoding: Encoding,
+    pub segments: u16,
+    pub price: Option<i64>,
+    pub events: Vec<Event>,
+    pub entry: NewEntry,
+}
+
+/// Checks a recipient and a body and builds the message's accept events.
+#[allow(clippy::too_many_arguments)]
+pub fn compose(
+    account: &Account,
+    id: MessageId,
+    to: &str,
+    body: &str,
+    options: &Options,
+    batch_id: Option<BatchId>,
+    at: DateTime<Utc>,
+    max_segments: u16,
+) -> Result<Composed, FieldError> {
+    let to = Msisdn::parse(to).map_err(|e| bad("to", e.to_string()))?;
+    if body.is_empty() {
+        return Err(bad("body", "body is empty"));
+    }
+    if body.contains('\0') {
+        return Err(bad("body", "body contains a NUL character"));
+    }
+    let info = encoding::analyze(body);
+    let segments = u16::try_from(info.segments).unwrap_or(u16::MAX);
+    if segments > max_segments {
+        return Err(bad(
+            "body",
+            format!("body needs {segments} SMS segments ({:?}); the limit is {max_segments}", info.encoding),
+        ));
+    }
+    let price = account.price_plan.as_ref().and_then(|plan| plan.price(&to, segments));
+    let kind = EventKind::Accepted {
+        to: to.as_str().to_owned(),
+        country: to.country().map(str::to_owned),
+        from: options.from.as_str().to_owned(),
+        body: body.to_owned(),
+        encoding: info.encoding,
+        segments,
+        batch_id,
+        client_ref: options.client_ref.clone(),
+        callback_url: options.callback_url.clone(),
+        priority: options.priority,
+        expires_at: options.expires_at,
+        price,
+        currency: price.map(|_| account.currency.clone()),
+    };
+    let accepted = Event::new(id, Some(account.id), at, kind);
+    let payload = serde_json::to_vec(&accepted).map_err(|e| bad("body", e.to_string()))?;
+    let mut entry = NewEntry::new(id.to_string(), payload);
+    let mut events = vec![accepted];
+    if let Some(send_at) = options.send_at {
+        entry = entry.not_before(send_at);
+        events.push(Event::new(id, Some(account.id), at, EventKind::Scheduled { send_at }));
+    }
+    Ok(Composed { id, to, encoding: info.encoding, segments, price, events, entry })
+}

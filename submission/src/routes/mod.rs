@@ -1,0 +1,7 @@
+//! The HTTP handlers, one module per resource.
+
+pub mod account;
+pub mod admin;
+pub mod batches;
+pub mod health;
+pub mod messages;

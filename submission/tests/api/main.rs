@@ -1,0 +1,13 @@
+//! The submission API suite, run on SQLite and on the MongoDB stand-in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod accounts;
+mod bad_input;
+mod batches;
+mod docs;
+mod messages;
+mod operations;
+mod tenancy;

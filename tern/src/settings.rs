@@ -1,0 +1,63 @@
+//! Tern's configuration: defaults, then a TOML file, then `TERN__SECTION__KEY`
+//! environment variables (`TERN_ADMIN_TOKEN` for the admin token), read
+//! through the `config` crate. `docs/configuration.md` lists every key.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use tern_queue::StoreConfig;
+use tern_submission::SubmissionConfig;
+
+/// Every section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[store]`: the queue/journal/accounts backend.
+    pub store: StoreConfig,
+    /// `[submission]`: the REST API.
+    pub submission: SubmissionConfig,
+}
+
+impl Settings {
+    /// Loads the configuration; `file` is optional.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("TERN").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        let built = builder.build().context("cannot read the configuration")?;
+        let mut settings: Self = built.try_deserialize().context("the configuration is invalid")?;
+        if let Some(token) = std::env::var("TERN_ADMIN_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+            settings.submission.admin_token = Some(token);
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tern.toml");
+        std::fs::write(
+            &file,
+            "[store]\nbackend = \"sqlite\"\npath = \"x.db\"\n[submission]\nlisten = \"127.0.0.1:9000\"\nmax_segments = 4\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        assert_eq!(settings.submission.listen.port(), 9000);
+        assert_eq!(settings.submission.max_segments, 4);
+        assert!(matches!(settings.store, StoreConfig::Sqlite(ref s) if s.path == Path::new("x.db")));
+        std::fs::write(&file, "[submission]\nno_such_key = 1\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        assert!(err.contains("no_such_key"), "{err}");
+    }
+}
