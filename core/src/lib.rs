@@ -10,6 +10,7 @@ pub mod encoding;
 pub mod event;
 pub mod ids;
 pub mod msisdn;
+mod numbering;
 pub mod pricing;
 pub mod sender;
 pub mod status;

@@ -50,6 +50,15 @@ impl Msisdn {
         if !trimmed.starts_with('+') {
             return Err(MsisdnError::NotInternational(input.to_owned()));
         }
+        let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        if let Some((_, country)) = crate::numbering::validate(&digits) {
+            return Ok(Self { e164: format!("+{digits}"), country });
+        }
+        Self::parse_slowly(input, trimmed)
+    }
+
+    /// The full libphonenumber parse, for what the fast path cannot confirm.
+    fn parse_slowly(input: &str, trimmed: &str) -> Result<Self, MsisdnError> {
         let number: PhoneNumber =
             phonenumber::parse(None, trimmed).map_err(|e| MsisdnError::Unparseable(input.to_owned(), e.to_string()))?;
         if !phonenumber::is_valid(&number) {

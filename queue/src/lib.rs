@@ -29,7 +29,9 @@ pub use accounts::{Account, Accounts, AccountsBackend, ApiKeyRecord, Begin, Idem
 pub use config::{MongoConfig, SqliteConfig, StoreConfig};
 pub use error::QueueError;
 pub use journal::{Journal, JournalBackend, JournalRecord, Position};
-pub use messages::{BatchRecord, MessageIndexBackend, MessageQuery, MessageRow, Messages, StatusUpdate};
+pub use messages::{
+    BatchRecord, DEFAULT_SCAN_LIMIT, MessageIndexBackend, MessagePage, MessageQuery, MessageRow, Messages, StatusUpdate,
+};
 pub use queue::{
     Claim, ClaimedEntry, Consumer, ConsumerOptions, Deliveries, Delivery, Depth, LeaseRef, NackOutcome, NewEntry,
     Producer, PublishReceipt, Queue, QueueBackend,

@@ -65,6 +65,8 @@ impl MessageRow {
 /// A status change for the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusUpdate {
+    /// Its owner.
+    pub account_id: AccountId,
     /// The message.
     pub message_id: MessageId,
     /// Its status now.
@@ -92,6 +94,45 @@ pub struct MessageQuery {
     pub before: Option<MessageId>,
     /// Page size.
     pub limit: usize,
+    /// Most messages a backend examines for one page when a filter (status,
+    /// recipient) is not served by an index; see [`MessagePage`].
+    pub scan_limit: usize,
+}
+
+impl MessageQuery {
+    /// One account's messages, newest first, `limit` per page, no filters.
+    pub fn new(account_id: AccountId, limit: usize) -> Self {
+        Self {
+            account_id,
+            status: None,
+            to: None,
+            batch_id: None,
+            since: None,
+            until: None,
+            before: None,
+            limit,
+            scan_limit: DEFAULT_SCAN_LIMIT,
+        }
+    }
+}
+
+/// Messages examined per page for unindexed filters, by default.
+pub const DEFAULT_SCAN_LIMIT: usize = 10_000;
+
+/// One page of a listing.
+///
+/// A backend may serve a status or recipient filter by scanning the
+/// account's messages newest first (SQLite does: an index on recipients cost
+/// every accept a random B-tree insert, and halved bulk throughput). It then
+/// stops after `scan_limit` messages, so a page can hold fewer than `limit`
+/// rows, even none, while `next` says more may follow. Callers follow `next`
+/// until it is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessagePage {
+    /// Matching messages, newest first.
+    pub rows: Vec<MessageRow>,
+    /// Cursor (`MessageQuery::before`) of the next page; `None` on the last.
+    pub next: Option<MessageId>,
 }
 
 /// A bulk send as recorded when it was accepted.
@@ -117,9 +158,9 @@ pub trait MessageIndexBackend: Send + Sync + fmt::Debug + 'static {
     /// Sets statuses; rows not in the index are ignored.
     async fn update_statuses(&self, updates: &[StatusUpdate]) -> Result<()>;
     /// One account's messages matching the query, newest first.
-    async fn list(&self, query: &MessageQuery) -> Result<Vec<MessageRow>>;
-    /// One message's row.
-    async fn get(&self, message_id: MessageId) -> Result<Option<MessageRow>>;
+    async fn list(&self, query: &MessageQuery) -> Result<MessagePage>;
+    /// One message's row, if `account_id` owns it.
+    async fn get(&self, account_id: AccountId, message_id: MessageId) -> Result<Option<MessageRow>>;
     /// Stores a batch record (idempotent per batch id).
     async fn put_batch(&self, batch: &BatchRecord) -> Result<()>;
     /// One batch.

@@ -99,8 +99,9 @@ impl Store {
         for message_id in touched {
             let history = self.journal.message_events(message_id).await?;
             let at = history.iter().map(|e| e.at).max();
-            if let (Some(status), Some(at)) = (MessageStatus::fold(&history), at) {
-                updates.push(StatusUpdate { message_id, status, at });
+            let owner = history.iter().find_map(|e| e.account_id);
+            if let (Some(status), Some(at), Some(account_id)) = (MessageStatus::fold(&history), at, owner) {
+                updates.push(StatusUpdate { account_id, message_id, status, at });
             }
         }
         self.messages.update_statuses(&updates).await?;

@@ -14,15 +14,26 @@ pub fn media_type(req: &HttpRequest) -> Option<String> {
     Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
-/// Reads the whole body, refusing more than `limit` bytes as soon as they arrive.
+/// A client still sending a body over the limit has this much more read
+/// (and dropped) so it can read the 413 instead of a reset connection.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read(mut payload: web::Payload, limit: usize) -> ApiResult<Bytes> {
     let mut body = BytesMut::new();
+    let mut seen = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::MalformedBody(format!("the body could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge(format!("the body is larger than the {limit}-byte limit")));
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit.saturating_add(DRAIN_BYTES) {
+            break;
         }
-        body.extend_from_slice(&chunk);
+        if seen <= limit {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::TooLarge(format!("the body is larger than the {limit}-byte limit")));
     }
     Ok(body.freeze())
 }

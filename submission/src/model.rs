@@ -164,7 +164,9 @@ pub struct MessageSummary {
 pub struct Page<T> {
     /// The items.
     pub data: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. A page
+    /// filtered by status or recipient may hold fewer items than `limit`,
+    /// even none, while more follow: keep going until this is absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tern_queue::{MongoConfig, SqliteConfig, StoreConfig};
 use tern_stress::queue_bench::{self, QueueBenchPlan};
+use tern_stress::submission_bench::{self, SubmissionBenchPlan};
 
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about = "Tern: an event-sourced SMS platform")]
@@ -49,6 +50,26 @@ enum Bench {
         /// Largest number of messages in one run.
         #[arg(long, default_value_t = 100_000)]
         max_messages: usize,
+    },
+    /// The REST API under load: single sends and batches through real HTTP.
+    Submission {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Seconds each phase sends.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients sending single messages.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Concurrent clients sending batches.
+        #[arg(long, default_value_t = 4)]
+        batch_clients: usize,
+        /// Recipients per batch.
+        #[arg(long, default_value_t = 1_000)]
+        batch_size: usize,
+        /// HTTP worker threads of the server (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        server_workers: usize,
     },
 }
 
@@ -95,7 +116,8 @@ impl StoreArgs {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,tern=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,tern=info,tern_submission=info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -135,6 +157,17 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
                 ..QueueBenchPlan::default()
             };
             queue_bench::run(&store, &plan).await?;
+        }
+        Command::Bench(Bench::Submission { store, seconds, clients, batch_clients, batch_size, server_workers }) => {
+            let store = store.config(scratch).connect().await?;
+            let plan = SubmissionBenchPlan {
+                duration: std::time::Duration::from_secs(seconds),
+                single_clients: clients,
+                batch_clients,
+                batch_size,
+                server_workers,
+            };
+            submission_bench::run(store, &plan).await?;
         }
     }
     Ok(())

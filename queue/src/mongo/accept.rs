@@ -255,15 +255,15 @@ mod tests {
     #[tokio::test]
     async fn repair_indexes_the_messages_of_an_interrupted_accept() {
         let store = fresh_store(0).await;
-        let message = MessageId::new();
-        let events = vec![crate::test_suite::accepted(message, AccountId::new())];
+        let (message, account) = (MessageId::new(), AccountId::new());
+        let events = vec![crate::test_suite::accepted(message, account)];
         let intent = intent_document(&events, "mt", &[NewEntry::new("m1", "one")], now_millis() - 1_000).unwrap();
         store.accept.intents.insert_one(intent).await.unwrap();
         store.journal.append(&events).await.unwrap();
-        assert!(store.records.get(message).await.unwrap().is_none());
+        assert!(store.records.get(account, message).await.unwrap().is_none());
 
         assert_eq!(store.accept.repair().await.unwrap(), 1);
-        assert_eq!(store.records.get(message).await.unwrap().unwrap().status, MessageStatus::Accepted);
+        assert_eq!(store.records.get(account, message).await.unwrap().unwrap().status, MessageStatus::Accepted);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tern_core::{AccountId, BatchId, MessageId, MessageStatus};
 
 use super::{DUPLICATE_KEY, insert_many_write_errors, is_duplicate_key};
 use crate::accounts::{Account, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
-use crate::messages::{BatchRecord, MessageIndexBackend, MessageQuery, MessageRow, StatusUpdate};
+use crate::messages::{BatchRecord, MessageIndexBackend, MessagePage, MessageQuery, MessageRow, StatusUpdate};
 use crate::{QueueError, Result};
 
 /// Index status updates in flight at once.
@@ -463,9 +463,10 @@ impl MessageIndexBackend for MongoRecords {
         Ok(())
     }
 
-    async fn list(&self, q: &MessageQuery) -> Result<Vec<MessageRow>> {
+    /// Every filter has an index here, so pages are always full until the last.
+    async fn list(&self, q: &MessageQuery) -> Result<MessagePage> {
         if q.limit == 0 {
-            return Ok(Vec::new());
+            return Ok(MessagePage::default());
         }
         let mut filter = doc! { "account_id": q.account_id.to_string() };
         if let Some(status) = q.status {
@@ -497,11 +498,14 @@ impl MessageIndexBackend for MongoRecords {
         }
         let docs: Vec<Document> =
             self.messages.find(filter).sort(doc! { "_id": -1 }).limit(limit(q.limit)).await?.try_collect().await?;
-        docs.iter().map(message_from).collect()
+        let rows = docs.iter().map(message_from).collect::<Result<Vec<_>>>()?;
+        let next = if rows.len() == q.limit { rows.last().map(|r| r.message_id) } else { None };
+        Ok(MessagePage { rows, next })
     }
 
-    async fn get(&self, message_id: MessageId) -> Result<Option<MessageRow>> {
-        self.messages.find_one(doc! { "_id": message_id.to_string() }).await?.as_ref().map(message_from).transpose()
+    async fn get(&self, account_id: AccountId, message_id: MessageId) -> Result<Option<MessageRow>> {
+        let filter = doc! { "_id": message_id.to_string(), "account_id": account_id.to_string() };
+        self.messages.find_one(filter).await?.as_ref().map(message_from).transpose()
     }
 
     async fn put_batch(&self, batch: &BatchRecord) -> Result<()> {

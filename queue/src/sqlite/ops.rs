@@ -83,6 +83,10 @@ impl Op {
         }
     }
 
+    pub(super) fn is_accept(&self) -> bool {
+        matches!(self, Self::Accept { .. })
+    }
+
     /// Whether the caller may be answered only once the write is on disk. A
     /// lost claim, lease extension or nack only means a lease runs out and an
     /// entry is delivered again, which the contract allows anyway, so they
@@ -110,11 +114,36 @@ impl Op {
     }
 }
 
-async fn publish(conn: &mut SqliteConnection, topic: &str, entries: &[NewEntry], now: i64) -> Result<PublishReceipt> {
+/// Executes several accepts with one statement per table (and topic).
+pub(super) async fn accept_many(conn: &mut SqliteConnection, ops: &[&Op], now: i64) -> Result<()> {
+    let mut rows: Vec<&EventRow> = Vec::new();
+    let mut index: Vec<&MessageRow> = Vec::new();
+    let mut by_topic: HashMap<&str, Vec<&NewEntry>> = HashMap::new();
+    for op in ops {
+        if let Op::Accept { rows: r, topic, entries, index: i } = op {
+            rows.extend(r);
+            index.extend(i);
+            by_topic.entry(topic).or_default().extend(entries);
+        }
+    }
+    append(conn, &rows).await?;
+    for (topic, entries) in by_topic {
+        publish(conn, topic, &entries, now).await?;
+    }
+    insert_message_rows(conn, &index).await
+}
+
+async fn publish<E: std::borrow::Borrow<NewEntry>>(
+    conn: &mut SqliteConnection,
+    topic: &str,
+    entries: &[E],
+    now: i64,
+) -> Result<PublishReceipt> {
     let mut inserted = 0;
     for chunk in entries.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO queue_entries (topic, id, payload, visible_at) ");
         insert.push_values(chunk, |mut row, entry| {
+            let entry = entry.borrow();
             let visible_at = entry.not_before.map_or(now, |t| t.timestamp_millis());
             row.push_bind(topic).push_bind(&entry.id).push_bind(&entry.payload).push_bind(visible_at);
         });
@@ -278,11 +307,12 @@ async fn nack(
     Ok(NackOutcome::Retrying { at })
 }
 
-async fn append(conn: &mut SqliteConnection, rows: &[EventRow]) -> Result<usize> {
+async fn append<R: std::borrow::Borrow<EventRow>>(conn: &mut SqliteConnection, rows: &[R]) -> Result<usize> {
     let mut appended = 0;
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO journal (event_id, message_id, event) ");
         insert.push_values(chunk, |mut row, e| {
+            let e = e.borrow();
             row.push_bind(&e.event_id).push_bind(&e.message_id).push_bind(&e.json);
         });
         insert.push(" ON CONFLICT (event_id) DO NOTHING");

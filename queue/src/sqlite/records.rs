@@ -10,7 +10,7 @@ use tern_core::{AccountId, BatchId, MessageId, MessageStatus};
 use super::SqliteStore;
 use super::ops::{CHUNK, Outcome};
 use crate::accounts::{Account, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
-use crate::messages::{BatchRecord, MessageIndexBackend, MessageQuery, MessageRow, StatusUpdate};
+use crate::messages::{BatchRecord, MessageIndexBackend, MessagePage, MessageQuery, MessageRow, StatusUpdate};
 use crate::{QueueError, Result};
 
 /// The writes of this module; run by the writer inside its transaction.
@@ -101,12 +101,15 @@ impl RecordOp {
             }
             Self::UpdateStatuses(updates) => {
                 for update in updates {
-                    sqlx::query("UPDATE messages SET status = ?, updated_at = ? WHERE message_id = ?")
-                        .bind(update.status.as_str())
-                        .bind(update.at.timestamp_millis())
-                        .bind(update.message_id.to_string())
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE messages SET status = ?, updated_at = ? WHERE account_id = ? AND message_id = ?",
+                    )
+                    .bind(update.status.as_str())
+                    .bind(update.at.timestamp_millis())
+                    .bind(update.account_id.to_string())
+                    .bind(update.message_id.to_string())
+                    .execute(&mut *conn)
+                    .await?;
                 }
                 Ok(Outcome::Done)
             }
@@ -203,13 +206,17 @@ async fn begin_request(
 }
 
 /// Writes the index rows of accepted messages (part of the accept's transaction).
-pub(super) async fn insert_message_rows(conn: &mut SqliteConnection, rows: &[MessageRow]) -> Result<()> {
+pub(super) async fn insert_message_rows<M: std::borrow::Borrow<MessageRow>>(
+    conn: &mut SqliteConnection,
+    rows: &[M],
+) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (message_id, account_id, batch_id, to_number, client_ref, status, created_at, \
              updated_at) ",
         );
         insert.push_values(chunk, |mut row, m| {
+            let m = m.borrow();
             row.push_bind(m.message_id.to_string())
                 .push_bind(m.account_id.to_string())
                 .push_bind(m.batch_id.map(|b| b.to_string()))
@@ -219,7 +226,7 @@ pub(super) async fn insert_message_rows(conn: &mut SqliteConnection, rows: &[Mes
                 .push_bind(m.created_at.timestamp_millis())
                 .push_bind(m.updated_at.timestamp_millis());
         });
-        insert.push(" ON CONFLICT (message_id) DO NOTHING");
+        insert.push(" ON CONFLICT (account_id, message_id) DO NOTHING");
         insert.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -279,6 +286,27 @@ fn batch_from(row: &SqliteRow) -> Result<BatchRecord> {
         invalid: count("invalid")?,
         created_at: from_millis(row.try_get("created_at")?),
     })
+}
+
+/// `FROM messages WHERE` the account's id range of a query.
+fn push_range(query: &mut QueryBuilder<'_, Sqlite>, q: &MessageQuery) {
+    // Without statistics the planner could walk the account's whole range for a batch.
+    query.push(if q.batch_id.is_some() { "FROM messages INDEXED BY messages_by_batch" } else { "FROM messages" });
+    query.push(" WHERE account_id = ").push_bind(q.account_id.to_string());
+    if let Some(since) = q.since {
+        let from = MessageId::lower_bound(since - chrono::TimeDelta::seconds(1));
+        query.push(" AND message_id >= ").push_bind(from.to_string());
+    }
+    if let Some(until) = q.until {
+        let to = MessageId::lower_bound(until + chrono::TimeDelta::seconds(1));
+        query.push(" AND message_id < ").push_bind(to.to_string());
+    }
+    if let Some(before) = q.before {
+        query.push(" AND message_id < ").push_bind(before.to_string());
+    }
+    if let Some(batch) = q.batch_id {
+        query.push(" AND batch_id = ").push_bind(batch.to_string());
+    }
 }
 
 fn limit(n: usize) -> i64 {
@@ -407,35 +435,59 @@ impl MessageIndexBackend for SqliteStore {
         self.record_op(RecordOp::UpdateStatuses(updates.to_vec())).await.map(drop)
     }
 
-    async fn list(&self, q: &MessageQuery) -> Result<Vec<MessageRow>> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE account_id = ");
-        query.push_bind(q.account_id.to_string());
+    async fn list(&self, q: &MessageQuery) -> Result<MessagePage> {
+        // Time bounds are id ranges; status and recipient filters are not
+        // indexed, so their scan of the account's range is bounded. A batch
+        // (at most max_batch_recipients messages) has its own index.
+        let bounded = (q.status.is_some() || q.to.is_some()) && q.batch_id.is_none();
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM (SELECT * ");
+        push_range(&mut query, q);
+        query.push(" ORDER BY message_id DESC");
+        if bounded {
+            query.push(" LIMIT ").push_bind(limit(q.scan_limit.max(1)));
+        }
+        query.push(") WHERE 1 = 1");
         if let Some(status) = q.status {
             query.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(to) = &q.to {
             query.push(" AND to_number = ").push_bind(to.clone());
         }
-        if let Some(batch) = q.batch_id {
-            query.push(" AND batch_id = ").push_bind(batch.to_string());
-        }
-        // Ids are UUIDv7: bounding the id by time lets the account index do the range.
         if let Some(since) = q.since {
-            query.push(" AND message_id >= ").push_bind(MessageId::lower_bound(since).to_string());
             query.push(" AND created_at >= ").push_bind(since.timestamp_millis());
         }
         if let Some(until) = q.until {
             query.push(" AND created_at < ").push_bind(until.timestamp_millis());
         }
-        if let Some(before) = q.before {
-            query.push(" AND message_id < ").push_bind(before.to_string());
-        }
         query.push(" ORDER BY message_id DESC LIMIT ").push_bind(limit(q.limit));
-        query.build().fetch_all(&self.readers).await?.iter().map(message_from).collect()
+        let rows =
+            query.build().fetch_all(&self.readers).await?.iter().map(message_from).collect::<Result<Vec<_>>>()?;
+        if rows.len() == q.limit {
+            let next = rows.last().map(|r| r.message_id);
+            return Ok(MessagePage { rows, next });
+        }
+        if !bounded {
+            return Ok(MessagePage { rows, next: None });
+        }
+        // A short page: the scan may have stopped at its bound. Resume after
+        // the last message it examined, if it examined a full bound's worth.
+        let mut last = QueryBuilder::<Sqlite>::new("SELECT message_id ");
+        push_range(&mut last, q);
+        last.push(" ORDER BY message_id DESC LIMIT 1 OFFSET ").push_bind(limit(q.scan_limit.max(1) - 1));
+        let next = last
+            .build()
+            .fetch_optional(&self.readers)
+            .await?
+            .map(|row| row.try_get::<String, _>("message_id"))
+            .transpose()?
+            .map(|id| parse(&id, "message id"))
+            .transpose()?;
+        Ok(MessagePage { rows, next })
     }
 
-    async fn get(&self, message_id: MessageId) -> Result<Option<MessageRow>> {
-        let row = sqlx::query("SELECT * FROM messages WHERE message_id = ?")
+    async fn get(&self, account_id: AccountId, message_id: MessageId) -> Result<Option<MessageRow>> {
+        let row = sqlx::query("SELECT * FROM messages WHERE account_id = ? AND message_id = ?")
+            .bind(account_id.to_string())
             .bind(message_id.to_string())
             .fetch_optional(&self.readers)
             .await?;

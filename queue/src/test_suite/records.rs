@@ -182,22 +182,33 @@ pub async fn accepted_messages_are_indexed_and_record_refreshes_their_status(sto
     assert!(store.messages().batch(BatchId::new()).await.unwrap().is_none());
 
     let messages = store.messages();
-    let query = MessageQuery {
-        account_id: owner,
-        status: None,
-        to: None,
-        batch_id: None,
-        since: None,
-        until: None,
-        before: None,
-        limit: 10,
-    };
+    let query = MessageQuery::new(owner, 10);
+    // Follows `next` to the end, as clients do: a backend may return short pages.
     let listed = |q: MessageQuery| async move {
-        store.messages().list(&q).await.unwrap().iter().map(|m| m.message_id).collect::<Vec<_>>()
+        let mut ids = Vec::new();
+        let mut page_query = q.clone();
+        loop {
+            let page = store.messages().list(&page_query).await.unwrap();
+            assert!(page.rows.len() <= q.limit);
+            ids.extend(page.rows.iter().map(|m| m.message_id));
+            match page.next {
+                Some(next) if ids.len() < q.limit => page_query.before = Some(next),
+                _ => break,
+            }
+            page_query.limit = q.limit - ids.len();
+        }
+        ids
     };
     assert_eq!(listed(query.clone()).await, [ids[3], ids[2], ids[1], ids[0]], "owner's, newest first");
     assert_eq!(listed(MessageQuery { account_id: stranger, ..query.clone() }).await, [ids[4]]);
     assert_eq!(listed(MessageQuery { limit: 2, ..query.clone() }).await, [ids[3], ids[2]]);
+    let first = messages.list(&MessageQuery { limit: 2, ..query.clone() }).await.unwrap();
+    assert_eq!(first.next, Some(ids[2]), "a full page points past its last row");
+    let last = messages.list(&MessageQuery { before: first.next, ..query.clone() }).await.unwrap();
+    assert_eq!((last.rows.len(), last.next), (2, None), "the last page has no next");
+    // A scan bound of 1 may cut pages short; following `next` still finds everything.
+    let recipient = MessageQuery { to: Some("+447400000002".into()), scan_limit: 1, ..query.clone() };
+    assert_eq!(listed(recipient).await, [ids[2], ids[1]]);
     assert_eq!(listed(MessageQuery { before: Some(ids[2]), ..query.clone() }).await, [ids[1], ids[0]]);
     assert_eq!(listed(MessageQuery { batch_id: Some(batch), ..query.clone() }).await, [ids[2], ids[1], ids[0]]);
     assert_eq!(listed(MessageQuery { to: Some("+447400000001".into()), ..query.clone() }).await, [ids[0]]);
@@ -210,16 +221,17 @@ pub async fn accepted_messages_are_indexed_and_record_refreshes_their_status(sto
     assert!(listed(MessageQuery { until: Some(past), ..query.clone() }).await.is_empty());
     assert_eq!(listed(MessageQuery { since: Some(past), ..query.clone() }).await.len(), 4);
 
-    let row = messages.get(ids[0]).await.unwrap().unwrap();
+    let row = messages.get(owner, ids[0]).await.unwrap().unwrap();
+    assert!(messages.get(stranger, ids[0]).await.unwrap().is_none(), "another account's message");
     assert_eq!((row.account_id, row.batch_id, row.status), (owner, Some(batch), MessageStatus::Accepted));
     assert_eq!(row.client_ref.as_deref(), Some("ref-1"));
-    assert_eq!(messages.get(ids[3]).await.unwrap().unwrap().status, MessageStatus::Scheduled);
-    assert!(messages.get(MessageId::new()).await.unwrap().is_none());
+    assert_eq!(messages.get(owner, ids[3]).await.unwrap().unwrap().status, MessageStatus::Scheduled);
+    assert!(messages.get(owner, MessageId::new()).await.unwrap().is_none());
 
     let cancel = Event::new(ids[1], Some(owner), now_ms(), EventKind::Cancelled { by: "api".into() });
     assert_eq!(store.record(std::slice::from_ref(&cancel)).await.unwrap(), 1);
     assert_eq!(store.record(&[cancel]).await.unwrap(), 0, "recorded once");
-    assert_eq!(messages.get(ids[1]).await.unwrap().unwrap().status, MessageStatus::Cancelled);
+    assert_eq!(messages.get(owner, ids[1]).await.unwrap().unwrap().status, MessageStatus::Cancelled);
     let cancelled = MessageQuery { status: Some(MessageStatus::Cancelled), ..query.clone() };
     assert_eq!(listed(cancelled).await, [ids[1]]);
     let mut counts = messages.batch_counts(batch).await.unwrap();

@@ -328,14 +328,13 @@ pub(crate) fn message_query(caller: &Caller, q: &ListMessages) -> ApiResult<Mess
         return Err(ApiError::field("until", "until must be after since"));
     }
     Ok(MessageQuery {
-        account_id: caller.id(),
         status: q.status.as_deref().map(status_param).transpose()?,
         to,
         batch_id,
         since,
         until,
         before,
-        limit,
+        ..MessageQuery::new(caller.id(), limit)
     })
 }
 
@@ -363,9 +362,9 @@ fn summary(row: MessageRow) -> MessageSummary {
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
     let q: ListMessages = serde_urlencoded_query(&req)?;
     let query = message_query(&caller, &q)?;
-    let rows = state.store.messages().list(&query).await?;
-    let next_cursor = (rows.len() == query.limit).then(|| rows.last().map(|r| r.message_id.to_string())).flatten();
-    Ok(HttpResponse::Ok().json(Page { data: rows.into_iter().map(summary).collect(), next_cursor }))
+    let page = state.store.messages().list(&query).await?;
+    let next_cursor = page.next.map(|id| id.to_string());
+    Ok(HttpResponse::Ok().json(Page { data: page.rows.into_iter().map(summary).collect(), next_cursor }))
 }
 
 /// Parses the query string, naming the bad parameter.

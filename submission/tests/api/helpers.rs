@@ -114,17 +114,8 @@ impl TestApp {
 
     /// Messages indexed for `account`, whatever their status.
     pub async fn message_count(&self, account: &str) -> usize {
-        let query = tern_queue::MessageQuery {
-            account_id: account.parse().unwrap(),
-            status: None,
-            to: None,
-            batch_id: None,
-            since: None,
-            until: None,
-            before: None,
-            limit: 1_000_000,
-        };
-        self.store.messages().list(&query).await.unwrap().len()
+        let query = tern_queue::MessageQuery::new(account.parse().unwrap(), 1_000_000);
+        self.store.messages().list(&query).await.unwrap().rows.len()
     }
 }
 
