@@ -11,6 +11,7 @@
 //!   the roles that use them).
 
 mod accept;
+mod accept_group;
 mod journal;
 mod queue;
 mod records;
@@ -67,7 +68,7 @@ impl MongoStore {
         Store::new(
             Queue::new(self.queue),
             Journal::new(self.journal),
-            self.accept,
+            Arc::new(accept_group::GroupedAccept::new(self.accept)),
             Accounts::new(self.records.clone()),
             Messages::new(self.records),
             "mongodb",
