@@ -69,6 +69,12 @@ impl Msisdn {
         Ok(Self { e164, country })
     }
 
+    /// Compiles the numbering plans now (about half a second) instead of on
+    /// the first number parsed, so no request pays for it.
+    pub fn prepare() {
+        crate::numbering::prepare();
+    }
+
     /// The number in E.164 form, e.g. `+447400123456`.
     pub fn as_str(&self) -> &str {
         &self.e164

@@ -85,6 +85,11 @@ static PLAN: LazyLock<HashMap<u16, Vec<Region>>> = LazyLock::new(|| {
     plan
 });
 
+/// Builds the plan if it is not built yet.
+pub(crate) fn prepare() {
+    LazyLock::force(&PLAN);
+}
+
 /// For `digits` (an E.164 number without '+'), the country code length and
 /// the region id (`None` for non-geographic codes) if the number is valid.
 /// `None` means "not confirmed": ask `phonenumber`.

@@ -142,18 +142,9 @@ pub struct Composed {
     pub entry: NewEntry,
 }
 
-/// Checks a recipient and a body and builds the message's accept events.
-#[allow(clippy::too_many_arguments)]
-pub fn compose(
-    account: &Account,
-    id: MessageId,
-    to: &str,
-    body: &str,
-    options: &Options,
-    batch_id: Option<BatchId>,
-    at: DateTime<Utc>,
-    max_segments: u16,
-) -> Result<Composed, FieldError> {
+/// Checks a recipient and a body: the normalised number, the encoding and
+/// the segment count.
+pub fn check_message(to: &str, body: &str, max_segments: u16) -> Result<(Msisdn, Encoding, u16), FieldError> {
     let to = Msisdn::parse(to).map_err(|e| bad("to", e.to_string()))?;
     if body.is_empty() {
         return Err(bad("body", "body is empty"));
@@ -169,13 +160,29 @@ pub fn compose(
             format!("body needs {segments} SMS segments ({:?}); the limit is {max_segments}", info.encoding),
         ));
     }
+    Ok((to, info.encoding, segments))
+}
+
+/// Checks a recipient and a body and builds the message's accept events.
+#[allow(clippy::too_many_arguments)]
+pub fn compose(
+    account: &Account,
+    id: MessageId,
+    to: &str,
+    body: &str,
+    options: &Options,
+    batch_id: Option<BatchId>,
+    at: DateTime<Utc>,
+    max_segments: u16,
+) -> Result<Composed, FieldError> {
+    let (to, encoding, segments) = check_message(to, body, max_segments)?;
     let price = account.price_plan.as_ref().and_then(|plan| plan.price(&to, segments));
     let kind = EventKind::Accepted {
         to: to.as_str().to_owned(),
         country: to.country().map(str::to_owned),
         from: options.from.as_str().to_owned(),
         body: body.to_owned(),
-        encoding: info.encoding,
+        encoding,
         segments,
         batch_id,
         client_ref: options.client_ref.clone(),
@@ -193,5 +200,5 @@ pub fn compose(
         entry = entry.not_before(send_at);
         events.push(Event::new(id, Some(account.id), at, EventKind::Scheduled { send_at }));
     }
-    Ok(Composed { id, to, encoding: info.encoding, segments, price, events, entry })
+    Ok(Composed { id, to, encoding, segments, price, events, entry })
 }

@@ -85,6 +85,7 @@ impl Submission {
     /// Binds `listener` (use port 0 for any free port) and prepares the server.
     pub fn new(store: Store, config: SubmissionConfig, listener: TcpListener) -> anyhow::Result<Self> {
         let admin_token = config.admin_token.clone().filter(|t| !t.trim().is_empty());
+        tern_core::Msisdn::prepare();
         let state = AppState {
             store,
             auth: AuthCache::new(Duration::from_millis(config.auth_cache_ms)),

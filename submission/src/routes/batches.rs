@@ -10,7 +10,7 @@ use tern_core::{BatchId, MessageId};
 use tern_queue::BatchRecord;
 
 use crate::auth::Caller;
-use crate::compose::{Composed, Options, RawOptions, check_options, compose};
+use crate::compose::{FieldError, Options, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult, RowError};
 use crate::idempotency::{self, Step};
 use crate::metrics as m;
@@ -136,64 +136,54 @@ fn too_many(max: usize) -> ApiError {
     ApiError::field("recipients", format!("a batch holds at most {max} recipients; split it"))
 }
 
-/// Renders and checks every row; returns the messages and the row errors.
-fn build(
-    state: &AppState,
-    caller: &Caller,
-    parsed: Parsed,
+/// One row's text and options, or why the row is invalid.
+fn render(
+    template: &Template,
     options: &Options,
-    plan: &BatchPlan,
-) -> ApiResult<(Vec<Composed>, Vec<RowError>)> {
-    let template = Template::parse(&parsed.template).map_err(|reason| ApiError::field("body", reason))?;
-    let mut messages = Vec::with_capacity(parsed.rows.len());
+    number: u64,
+    row: &Result<Recipient, RowError>,
+) -> Result<(String, Options), RowError> {
+    let recipient = row.as_ref().map_err(Clone::clone)?;
+    let text = template.render(&recipient.variables).map_err(|missing| RowError {
+        row: number,
+        field: format!("variables.{missing}"),
+        reason: format!("the template uses {{{missing}}} but this row has no value for it"),
+    })?;
+    if let Some(r) = &recipient.client_ref
+        && (r.chars().count() > 128 || r.chars().any(char::is_control))
+    {
+        return Err(RowError {
+            row: number,
+            field: "client_ref".into(),
+            reason: "client_ref must be at most 128 printable characters".into(),
+        });
+    }
+    Ok((text, Options { client_ref: recipient.client_ref.clone(), ..options.clone() }))
+}
+
+fn row_error(number: u64, e: FieldError) -> RowError {
+    RowError { row: number, field: e.field, reason: e.reason }
+}
+
+/// Checks every row without building messages: the row errors, in order.
+fn check_rows(
+    rows: &[Result<Recipient, RowError>],
+    template: &Template,
+    options: &Options,
+    max_segments: u16,
+) -> Vec<RowError> {
     let mut errors = Vec::new();
-    for (index, row) in parsed.rows.into_iter().enumerate() {
+    for (index, row) in rows.iter().enumerate() {
         let number = index as u64 + 1;
-        let recipient = match row {
-            Ok(recipient) => recipient,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        let text = match template.render(&recipient.variables) {
-            Ok(text) => text,
-            Err(missing) => {
-                errors.push(RowError {
-                    row: number,
-                    field: format!("variables.{missing}"),
-                    reason: format!("the template uses {{{missing}}} but this row has no value for it"),
-                });
-                continue;
-            }
-        };
-        let row_options = Options { client_ref: recipient.client_ref.clone(), ..options.clone() };
-        if let Some(r) = &recipient.client_ref
-            && (r.chars().count() > 128 || r.chars().any(char::is_control))
-        {
-            errors.push(RowError {
-                row: number,
-                field: "client_ref".into(),
-                reason: "client_ref must be at most 128 printable characters".into(),
-            });
-            continue;
-        }
-        let id = MessageId::for_batch_row(plan.batch_id, number);
-        match compose(
-            &caller.account,
-            id,
-            &recipient.to,
-            &text,
-            &row_options,
-            Some(plan.batch_id),
-            plan.at,
-            state.config.max_segments,
-        ) {
-            Ok(message) => messages.push(message),
-            Err(e) => errors.push(RowError { row: number, field: e.field, reason: e.reason }),
+        let checked = render(template, options, number, row).and_then(|(text, _)| {
+            let to = row.as_ref().map(|r| r.to.as_str()).unwrap_or_default();
+            check_message(to, &text, max_segments).map_err(|e| row_error(number, e))
+        });
+        if let Err(e) = checked {
+            errors.push(e);
         }
     }
-    Ok((messages, errors))
+    errors
 }
 
 /// Send one template to many recipients.
@@ -238,44 +228,55 @@ pub async fn create(
     }
     let mut plan = BatchPlan { batch_id: BatchId::new(), at: Utc::now() };
     let options = check_options(&parsed.options, &state.config, plan.at)?;
-    let all_or_nothing = parsed.all_or_nothing;
+    let template = Template::parse(&parsed.template).map_err(|reason| ApiError::field("body", reason))?;
     let recipients = parsed.rows.len() as u64;
-    let (mut messages, mut errors) = build(&state, &caller, parsed, &options, &plan)?;
-    if all_or_nothing && !errors.is_empty() {
+    let max_segments = state.config.max_segments;
+    // Every row is checked before anything is written (a refused batch
+    // writes nothing); the messages themselves are then built and written a
+    // chunk at a time, so a 100,000-row batch never holds them all in memory.
+    let mut errors = check_rows(&parsed.rows, &template, &options, max_segments);
+    if (parsed.all_or_nothing && !errors.is_empty()) || errors.len() == parsed.rows.len() {
         errors.truncate(MAX_LISTED_ERRORS);
         return Err(ApiError::InvalidRows(errors));
     }
-    if messages.is_empty() {
-        errors.truncate(MAX_LISTED_ERRORS);
-        return Err(ApiError::InvalidRows(errors));
-    }
-    state.limiter.check_messages(caller.id(), caller.account.limits, messages.len() as u64)?;
+    let valid = parsed.rows.len() - errors.len();
+    state.limiter.check_messages(caller.id(), caller.account.limits, valid as u64)?;
     let mut key = None;
     if let Some(k) = idempotency_key {
         let hash = idempotency::request_hash(&req, &caller, &bytes);
         match idempotency::begin(&state, &caller, k, hash, plan).await? {
             Step::Replay { status, body } => return Ok(replay(status, body)),
+            // An unfinished earlier attempt: redo exactly its batch (same ids and time).
             Step::Run { key: k, plan: earlier } => {
                 key = Some(k);
-                if earlier.batch_id != plan.batch_id {
-                    // An unfinished earlier attempt: redo exactly its batch.
-                    let reparsed = if media.as_deref() == Some("text/csv") {
-                        parse_csv(&req, &bytes, max)?
-                    } else {
-                        parse_json(&bytes)?
-                    };
-                    let options = check_options(&reparsed.options, &state.config, earlier.at)?;
-                    (messages, errors) = build(&state, &caller, reparsed, &options, &earlier)?;
-                }
                 plan = earlier;
             }
         }
     }
     tracing::Span::current().record("batch_id", tracing::field::display(plan.batch_id));
-    let accepted = messages.len() as u64;
-    for chunk in messages.chunks(WRITE_CHUNK) {
-        let events: Vec<_> = chunk.iter().flat_map(|m| m.events.iter().cloned()).collect();
-        let entries = chunk.iter().map(|m| m.entry.clone()).collect();
+    let options = check_options(&parsed.options, &state.config, plan.at)?;
+    let mut accepted = 0u64;
+    for (chunk_index, chunk) in parsed.rows.chunks(WRITE_CHUNK).enumerate() {
+        let mut events = Vec::with_capacity(chunk.len());
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (offset, row) in chunk.iter().enumerate() {
+            let number = (chunk_index * WRITE_CHUNK + offset) as u64 + 1;
+            let Ok((text, row_options)) = render(&template, &options, number, row) else { continue };
+            let to = row.as_ref().map(|r| r.to.as_str()).unwrap_or_default();
+            let id = MessageId::for_batch_row(plan.batch_id, number);
+            // Checked above; a row cannot turn invalid in between.
+            let Ok(message) =
+                compose(&caller.account, id, to, &text, &row_options, Some(plan.batch_id), plan.at, max_segments)
+            else {
+                continue;
+            };
+            events.extend(message.events);
+            entries.push(message.entry);
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        accepted += entries.len() as u64;
         state.store.accept(&events, options.topic(), entries).await?;
     }
     let invalid = errors.len() as u64;
