@@ -7,7 +7,7 @@ use tern_core::{Event, EventKind, MessageId, MessageStatus, Msisdn};
 use tern_queue::{MessageQuery, MessageRow};
 
 use crate::auth::Caller;
-use crate::compose::{FieldError, RawOptions, check_options, compose};
+use crate::compose::{FieldError, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{self, Step};
 use crate::metrics as m;
@@ -65,18 +65,9 @@ pub async fn send(
         client_ref: request.client_ref,
         priority: request.priority,
     };
-    let options = check_options(&raw, &state.config, plan.at)?;
     // Validate fully before touching the idempotency record: a bad request writes nothing.
-    compose(
-        &caller.account,
-        plan.message_id,
-        &request.to,
-        &request.body,
-        &options,
-        None,
-        plan.at,
-        state.config.max_segments,
-    )?;
+    check_options(&raw, &state.config, plan.at)?;
+    check_message(&request.to, &request.body, state.config.max_segments)?;
     state.limiter.check_messages(caller.id(), caller.account.limits, 1)?;
     let (key, plan) = match idempotency_key {
         None => (None, plan),
