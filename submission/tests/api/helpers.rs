@@ -27,13 +27,18 @@ pub struct TestApp {
     pub url: String,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The SQLite store's directory, removed when the test ends.
+    _dir: Option<tempfile::TempDir>,
 }
 
-pub async fn store_for(backend: Backend) -> Store {
+async fn store_for(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
+    let mut dir = None;
     let config = match backend {
         Backend::Sqlite => {
-            let dir = tempfile::Builder::new().prefix("tern-api-").tempdir().unwrap().keep();
-            StoreConfig::Sqlite(SqliteConfig { path: dir.join("tern.db") })
+            let temp = tempfile::Builder::new().prefix("tern-api-").tempdir().unwrap();
+            let path = temp.path().join("tern.db");
+            dir = Some(temp);
+            StoreConfig::Sqlite(SqliteConfig { path })
         }
         Backend::Mongodb => {
             let uri = std::env::var("TERN_TEST_MONGODB_URI")
@@ -44,7 +49,7 @@ pub async fn store_for(backend: Backend) -> Store {
             StoreConfig::Mongodb(MongoConfig { server_selection_timeout_ms: 5_000, ..MongoConfig::new(uri, database) })
         }
     };
-    config.connect().await.expect("connect to the test store")
+    (config.connect().await.expect("connect to the test store"), dir)
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -53,13 +58,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_with(backend: Backend, config: SubmissionConfig) -> TestApp {
     LazyLock::force(&TRACING);
-    let store = store_for(backend).await;
+    let (store, dir) = store_for(backend).await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = SubmissionConfig { admin_token: Some(ADMIN_TOKEN.into()), workers: 2, ..config };
     let app = Submission::new(store.clone(), config, listener).unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run().unwrap());
-    TestApp { url, store, client: reqwest::Client::new() }
+    TestApp { url, store, client: reqwest::Client::new(), _dir: dir }
 }
 
 impl TestApp {
