@@ -94,6 +94,10 @@ pub(crate) fn prepare() {
 /// the region id (`None` for non-geographic codes) if the number is valid.
 /// `None` means "not confirmed": ask `phonenumber`.
 pub(crate) fn validate(digits: &str) -> Option<(usize, Option<String>)> {
+    // No calling code starts with 0; parsing "044" as 44 would accept "+044...".
+    if digits.starts_with('0') {
+        return None;
+    }
     for len in 1..=3.min(digits.len()) {
         let Ok(code) = digits[..len].parse::<u16>() else { continue };
         let Some(regions) = PLAN.get(&code) else { continue };
@@ -128,5 +132,6 @@ mod tests {
         assert_eq!(validate("12025550143"), Some((1, Some("US".to_owned()))));
         assert_eq!(validate("4915123456789"), Some((2, Some("DE".to_owned()))));
         assert_eq!(validate("4474001"), None);
+        assert_eq!(validate("0447400123456"), None, "no calling code starts with 0");
     }
 }

@@ -35,7 +35,7 @@ proptest! {
     /// Random numbers under busy calling codes: where either accepts, both agree.
     #[test]
     fn agrees_with_phonenumber(
-        code in prop::sample::select(vec!["1", "7", "20", "33", "34", "39", "44", "49", "52", "55", "61", "81", "86", "91", "234", "254", "358", "380", "852", "971", "882", "800"]),
+        code in prop::sample::select(vec!["0", "00", "044", "01", "1", "7", "20", "33", "34", "39", "44", "49", "52", "55", "61", "81", "86", "91", "234", "254", "358", "380", "852", "971", "882", "800"]),
         national in "[0-9]{4,13}",
     ) {
         let input = format!("+{code}{national}");
@@ -52,4 +52,7 @@ fn known_numbers() {
         assert!(ours(input).is_some(), "{input}");
     }
     assert_eq!(ours("+390612345678").unwrap().1.as_deref(), Some("IT"));
+    for input in ["+0447400123456", "+012025550143", "+079161234567"] {
+        assert_eq!(ours(input), None, "{input}: no calling code starts with 0");
+    }
 }

@@ -137,6 +137,14 @@ pub trait AccountsBackend: Send + Sync + fmt::Debug + 'static {
         record: &IdempotencyRecord,
         expire_before: DateTime<Utc>,
     ) -> Result<Begin>;
+    /// The record of `key` if it is in use and was created at or after
+    /// `expire_before`; writes nothing.
+    async fn find_request(
+        &self,
+        account: AccountId,
+        key: &str,
+        expire_before: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>>;
     /// Stores the response of a request begun with `key`.
     async fn finish_request(&self, account: AccountId, key: &str, status: u16, body: &str) -> Result<()>;
     /// Deletes idempotency records created before `before`; returns how many.

@@ -40,11 +40,15 @@ impl MessageRow {
     /// The index rows of the messages `events` accept, with the status the
     /// events give them (accepted, or scheduled).
     pub fn from_accept(events: &[Event]) -> Vec<Self> {
+        let mut by_message: std::collections::HashMap<MessageId, Vec<&Event>> = std::collections::HashMap::new();
+        for e in events {
+            by_message.entry(e.message_id).or_default().push(e);
+        }
         events
             .iter()
             .filter_map(|e| match (&e.kind, e.account_id) {
                 (EventKind::Accepted { to, batch_id, client_ref, .. }, Some(account_id)) => {
-                    let own = events.iter().filter(|o| o.message_id == e.message_id);
+                    let own = by_message.get(&e.message_id).into_iter().flatten().copied();
                     Some(Self {
                         message_id: e.message_id,
                         account_id,

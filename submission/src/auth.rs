@@ -72,10 +72,12 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header is missing; send `Bearer <key>`".into()))?;
     let value =
         value.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is not valid ASCII".into()))?;
+    // The scheme is case-insensitive (RFC 7235).
     let token = value
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into()))?
-        .trim();
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <key>`".into()))?;
     if token.is_empty() {
         return Err(ApiError::Unauthorized("the bearer token is empty".into()));
     }

@@ -56,6 +56,13 @@ impl Options {
     }
 }
 
+/// Seconds from configuration as a duration, capped at a century so that no
+/// configured value can overflow the date arithmetic.
+pub fn secs(s: u64) -> TimeDelta {
+    const CENTURY: u64 = 100 * 365 * 24 * 3600;
+    TimeDelta::try_seconds(i64::try_from(s.min(CENTURY)).unwrap_or(0)).unwrap_or(TimeDelta::zero())
+}
+
 fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldError> {
     DateTime::parse_from_rfc3339(value.trim())
         .map(|t| t.with_timezone(&Utc))
@@ -65,7 +72,6 @@ fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>, FieldError> {
 /// Checks the options against the configuration, at instant `now`.
 pub fn check_options(raw: &RawOptions, config: &SubmissionConfig, now: DateTime<Utc>) -> Result<Options, FieldError> {
     let from = SenderId::parse(&raw.from).map_err(|e| bad("from", e.to_string()))?;
-    let secs = |s: u64| TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX));
     let send_at = raw.send_at.as_deref().map(|v| timestamp("send_at", v)).transpose()?;
     if let Some(at) = send_at {
         // A little slack for clocks: "now" from a client is a few ms old.

@@ -9,7 +9,7 @@
 //! through, and completes where it had not. No copy, no lost message.
 
 use actix_web::HttpRequest;
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -21,6 +21,52 @@ use crate::error::{ApiError, ApiResult};
 
 /// The header.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// What an earlier request with the same key settles, before any check
+/// that depends on the time or on rate limits: a retry must get the first
+/// answer even when its `send_at` has passed or the account is at its limit.
+#[derive(Debug)]
+pub enum Earlier<P> {
+    /// The key is new: check, rate-limit, then [`begin`].
+    None,
+    /// Answer the stored response.
+    Replay { status: u16, body: String },
+    /// The first attempt never finished: redo its plan (no new rate charge).
+    Redo { key: String, plan: P },
+}
+
+/// Looks the key up; writes nothing.
+pub async fn earlier<P: DeserializeOwned>(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    hash: &str,
+) -> ApiResult<Earlier<P>> {
+    let expire_before = Utc::now() - crate::compose::secs(state.config.idempotency_ttl_secs);
+    let Some(record) = state.store.accounts().find_request(caller.id(), key, expire_before).await? else {
+        return Ok(Earlier::None);
+    };
+    settle(key, hash, record).map(|step| match step {
+        Step::Replay { status, body } => Earlier::Replay { status, body },
+        Step::Run { key, plan } => Earlier::Redo { key, plan },
+    })
+}
+
+fn settle<P: DeserializeOwned>(key: &str, hash: &str, existing: IdempotencyRecord) -> ApiResult<Step<P>> {
+    if existing.request_hash != hash {
+        return Err(ApiError::IdempotencyMismatch(format!(
+            "Idempotency-Key {key:?} was used at {} with a different request; use a new key for a new request",
+            existing.created_at.to_rfc3339()
+        )));
+    }
+    match existing.response {
+        Some((status, body)) => Ok(Step::Replay { status, body }),
+        None => {
+            let plan = serde_json::from_str(&existing.plan).map_err(anyhow::Error::from)?;
+            Ok(Step::Run { key: key.to_owned(), plan })
+        }
+    }
+}
 
 /// What to do with a request that carries a key.
 #[derive(Debug)]
@@ -70,7 +116,7 @@ pub async fn begin<P: Serialize + DeserializeOwned>(
     plan: P,
 ) -> ApiResult<Step<P>> {
     let now = Utc::now();
-    let ttl = TimeDelta::seconds(i64::try_from(state.config.idempotency_ttl_secs).unwrap_or(i64::MAX));
+    let ttl = crate::compose::secs(state.config.idempotency_ttl_secs);
     let record = IdempotencyRecord {
         request_hash: hash.clone(),
         plan: serde_json::to_string(&plan).map_err(anyhow::Error::from)?,
@@ -79,15 +125,8 @@ pub async fn begin<P: Serialize + DeserializeOwned>(
     };
     match state.store.accounts().begin_request(caller.id(), &key, &record, now - ttl).await? {
         Begin::Started => Ok(Step::Run { key, plan }),
-        Begin::Existing(existing) if existing.request_hash != hash => Err(ApiError::IdempotencyMismatch(format!(
-            "Idempotency-Key {key:?} was used at {} with a different request; use a new key for a new request",
-            existing.created_at.to_rfc3339()
-        ))),
-        Begin::Existing(IdempotencyRecord { response: Some((status, body)), .. }) => Ok(Step::Replay { status, body }),
-        Begin::Existing(existing) => {
-            let plan = serde_json::from_str(&existing.plan).map_err(anyhow::Error::from)?;
-            Ok(Step::Run { key, plan })
-        }
+        // A twin request registered the key between our lookup and now.
+        Begin::Existing(existing) => settle(&key, &hash, existing),
     }
 }
 

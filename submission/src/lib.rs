@@ -84,7 +84,7 @@ pub struct Submission {
 impl Submission {
     /// Binds `listener` (use port 0 for any free port) and prepares the server.
     pub fn new(store: Store, config: SubmissionConfig, listener: TcpListener) -> anyhow::Result<Self> {
-        let admin_token = config.admin_token.clone().filter(|t| !t.trim().is_empty());
+        let admin_token = config.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
         tern_core::Msisdn::prepare();
         let state = AppState {
             store,

@@ -23,7 +23,7 @@ impl Template {
         }
         let mut parts = Vec::new();
         let mut text = String::new();
-        let mut chars = source.char_indices().peekable();
+        let mut chars = source.chars().enumerate().peekable();
         while let Some((at, c)) = chars.next() {
             match c {
                 '{' if chars.peek().map(|&(_, n)| n) == Some('{') => {

@@ -21,6 +21,16 @@ const SMALL: usize = 8;
 const MAX_GROUP: usize = 256;
 /// Merged accepts in flight at once; more callers wait and form bigger groups.
 const IN_FLIGHT: usize = 4;
+/// Rough bytes of one merged accept's intent; well under the intent limit.
+const MAX_GROUP_BYTES: usize = 4 * 1024 * 1024;
+
+impl Pending {
+    /// An estimate of its share of an intent document (its payloads, and its
+    /// events, which are about as large).
+    fn weight(&self) -> usize {
+        self.entries.iter().map(|e| 2 * e.payload.len() + 512).sum::<usize>() + 512
+    }
+}
 
 struct Pending {
     events: Vec<Event>,
@@ -49,6 +59,7 @@ fn share(outcome: &Result<()>) -> Result<()> {
     match outcome {
         Ok(()) => Ok(()),
         Err(e) if e.is_transient() => Err(QueueError::Unavailable(e.to_string())),
+        Err(QueueError::Invalid(m)) => Err(QueueError::Invalid(m.clone())),
         Err(e) => Err(QueueError::Unexpected(anyhow::anyhow!("{e}"))),
     }
 }
@@ -73,15 +84,50 @@ async fn run(inner: Arc<MongoAccept>, mut inbox: mpsc::Receiver<Pending>) {
                 }
             }
             for (topic, list) in by_topic {
-                let events: Vec<Event> = list.iter().flat_map(|p| p.events.iter().cloned()).collect();
-                let entries: Vec<NewEntry> = list.iter().flat_map(|p| p.entries.iter().cloned()).collect();
-                let outcome = inner.accept(&events, &topic, entries).await;
-                for p in list {
-                    // A caller that gave up waiting is not an error.
-                    let _ = p.reply.send(share(&outcome));
+                for group in split_by_weight(list) {
+                    accept_group(&inner, &topic, group).await;
                 }
             }
         });
+    }
+}
+
+fn split_by_weight(list: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<Vec<Pending>> = Vec::new();
+    let mut weight = 0;
+    for p in list {
+        let w = p.weight();
+        match groups.last_mut() {
+            Some(group) if weight + w <= MAX_GROUP_BYTES => {
+                weight += w;
+                group.push(p);
+            }
+            _ => {
+                weight = w;
+                groups.push(vec![p]);
+            }
+        }
+    }
+    groups
+}
+
+/// Accepts a group as one; if that fails for a reason other than the store
+/// being unavailable, each member is tried alone, so one bad accept fails
+/// only its own caller.
+async fn accept_group(inner: &MongoAccept, topic: &str, group: Vec<Pending>) {
+    let events: Vec<Event> = group.iter().flat_map(|p| p.events.iter().cloned()).collect();
+    let entries: Vec<NewEntry> = group.iter().flat_map(|p| p.entries.iter().cloned()).collect();
+    let outcome = inner.accept(&events, topic, entries).await;
+    if group.len() > 1 && matches!(&outcome, Err(e) if !e.is_transient()) {
+        for p in group {
+            let alone = inner.accept(&p.events, topic, p.entries).await;
+            // A caller that gave up waiting is not an error.
+            let _ = p.reply.send(alone);
+        }
+        return;
+    }
+    for p in group {
+        let _ = p.reply.send(share(&outcome));
     }
 }
 

@@ -432,6 +432,19 @@ impl AccountsBackend for MongoRecords {
         Err(QueueError::Unavailable(format!("idempotency key {key:?} of account {account} is contended")))
     }
 
+    async fn find_request(
+        &self,
+        account: AccountId,
+        key: &str,
+        expire_before: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let filter = doc! {
+            "_id": request_id(account, key),
+            "created_at": { "$gte": expire_before.timestamp_millis() },
+        };
+        self.idempotency.find_one(filter).await?.as_ref().map(request_from).transpose()
+    }
+
     async fn finish_request(&self, account: AccountId, key: &str, status: u16, body: &str) -> Result<()> {
         let update = doc! { "$set": { "status": i32::from(status), "body": body } };
         self.idempotency.update_one(doc! { "_id": request_id(account, key) }, update).await?;
@@ -481,7 +494,8 @@ impl MessageIndexBackend for MongoRecords {
         let (mut id, mut created) = (Document::new(), Document::new());
         // Ids are UUIDv7: bounding the id by time lets the account index do the range.
         if let Some(since) = q.since {
-            id.insert("$gte", MessageId::lower_bound(since).to_string());
+            // A second of margin: an id is made a moment before its accept time, checked exactly below.
+            id.insert("$gte", MessageId::lower_bound(since - chrono::TimeDelta::seconds(1)).to_string());
             created.insert("$gte", since.timestamp_millis());
         }
         if let Some(until) = q.until {

@@ -102,7 +102,8 @@ impl RecordOp {
             Self::UpdateStatuses(updates) => {
                 for update in updates {
                     sqlx::query(
-                        "UPDATE messages SET status = ?, updated_at = ? WHERE account_id = ? AND message_id = ?",
+                        "UPDATE messages SET status = ?1, updated_at = ?2 \
+                         WHERE account_id = ?3 AND message_id = ?4 AND updated_at <= ?2",
                     )
                     .bind(update.status.as_str())
                     .bind(update.at.timestamp_millis())
@@ -178,16 +179,7 @@ async fn begin_request(
     if let Some(row) = existing {
         let created_at: i64 = row.try_get("created_at")?;
         if created_at >= expire_before {
-            let response = match (row.try_get::<Option<i64>, _>("status")?, row.try_get::<Option<String>, _>("body")?) {
-                (Some(status), Some(body)) => Some((u16::try_from(status).unwrap_or(500), body)),
-                _ => None,
-            };
-            return Ok(Outcome::Begin(Begin::Existing(IdempotencyRecord {
-                request_hash: row.try_get("request_hash")?,
-                plan: row.try_get("plan")?,
-                response,
-                created_at: from_millis(created_at),
-            })));
+            return Ok(Outcome::Begin(Begin::Existing(idempotency_from(&row)?)));
         }
     }
     sqlx::query(
@@ -243,6 +235,19 @@ fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T> {
 fn status_from(value: &str) -> Result<MessageStatus> {
     serde_json::from_value(serde_json::Value::String(value.to_owned()))
         .map_err(|_| QueueError::Corrupt(format!("stored status {value:?} is unknown")))
+}
+
+fn idempotency_from(row: &SqliteRow) -> Result<IdempotencyRecord> {
+    let response = match (row.try_get::<Option<i64>, _>("status")?, row.try_get::<Option<String>, _>("body")?) {
+        (Some(status), Some(body)) => Some((u16::try_from(status).unwrap_or(500), body)),
+        _ => None,
+    };
+    Ok(IdempotencyRecord {
+        request_hash: row.try_get("request_hash")?,
+        plan: row.try_get("plan")?,
+        response,
+        created_at: from_millis(row.try_get("created_at")?),
+    })
 }
 
 fn account_from(row: &SqliteRow) -> Result<Account> {
@@ -411,6 +416,24 @@ impl AccountsBackend for SqliteStore {
         }
     }
 
+    async fn find_request(
+        &self,
+        account: AccountId,
+        key: &str,
+        expire_before: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, plan, status, body, created_at FROM idempotency \
+             WHERE account_id = ? AND key = ? AND created_at >= ?",
+        )
+        .bind(account.to_string())
+        .bind(key)
+        .bind(expire_before.timestamp_millis())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(idempotency_from).transpose()
+    }
+
     async fn finish_request(&self, account: AccountId, key: &str, status: u16, body: &str) -> Result<()> {
         let op = RecordOp::FinishRequest {
             account: account.to_string(),
@@ -460,8 +483,10 @@ impl MessageIndexBackend for SqliteStore {
             query.push(" AND created_at < ").push_bind(until.timestamp_millis());
         }
         query.push(" ORDER BY message_id DESC LIMIT ").push_bind(limit(q.limit));
+        // One read transaction: the cursor query below must see the same snapshot.
+        let mut snapshot = self.readers.begin().await?;
         let rows =
-            query.build().fetch_all(&self.readers).await?.iter().map(message_from).collect::<Result<Vec<_>>>()?;
+            query.build().fetch_all(&mut *snapshot).await?.iter().map(message_from).collect::<Result<Vec<_>>>()?;
         if rows.len() == q.limit {
             let next = rows.last().map(|r| r.message_id);
             return Ok(MessagePage { rows, next });
@@ -476,7 +501,7 @@ impl MessageIndexBackend for SqliteStore {
         last.push(" ORDER BY message_id DESC LIMIT 1 OFFSET ").push_bind(limit(q.scan_limit.max(1) - 1));
         let next = last
             .build()
-            .fetch_optional(&self.readers)
+            .fetch_optional(&mut *snapshot)
             .await?
             .map(|row| row.try_get::<String, _>("message_id"))
             .transpose()?

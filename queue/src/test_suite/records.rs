@@ -118,7 +118,10 @@ pub async fn idempotency_records_replay_and_expire(store: &Store) {
         created_at: at,
     };
     let day_ago = now - TimeDelta::hours(24);
+    assert_eq!(accounts.find_request(a, "k", day_ago).await.unwrap(), None, "finding writes nothing");
     assert_eq!(accounts.begin_request(a, "k", &record("h1", now), day_ago).await.unwrap(), Begin::Started);
+    assert_eq!(accounts.find_request(a, "k", day_ago).await.unwrap(), Some(record("h1", now)));
+    assert_eq!(accounts.find_request(b, "k", day_ago).await.unwrap(), None, "keys are per account");
     assert_eq!(
         accounts.begin_request(a, "k", &record("h2", now), day_ago).await.unwrap(),
         Begin::Existing(record("h1", now)),
@@ -127,6 +130,8 @@ pub async fn idempotency_records_replay_and_expire(store: &Store) {
     assert_eq!(accounts.begin_request(b, "k", &record("h3", now), day_ago).await.unwrap(), Begin::Started);
     accounts.finish_request(a, "k", 202, "{\"id\":1}").await.unwrap();
     let finished = IdempotencyRecord { response: Some((202, "{\"id\":1}".into())), ..record("h1", now) };
+    assert_eq!(accounts.find_request(a, "k", day_ago).await.unwrap(), Some(finished.clone()));
+    assert_eq!(accounts.find_request(a, "k", now + TimeDelta::seconds(1)).await.unwrap(), None, "expired");
     assert_eq!(accounts.begin_request(a, "k", &record("h1", now), day_ago).await.unwrap(), Begin::Existing(finished));
     let later = now + TimeDelta::hours(25);
     assert_eq!(

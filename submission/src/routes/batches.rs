@@ -12,7 +12,7 @@ use tern_queue::BatchRecord;
 use crate::auth::Caller;
 use crate::compose::{FieldError, Options, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult, RowError};
-use crate::idempotency::{self, Step};
+use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
 use crate::model::{BatchAccepted, BatchStatus, CreateBatch, Recipient};
 use crate::routes::messages::{replay, serde_urlencoded_query};
@@ -150,12 +150,12 @@ fn render(
         reason: format!("the template uses {{{missing}}} but this row has no value for it"),
     })?;
     if let Some(r) = &recipient.client_ref
-        && (r.chars().count() > 128 || r.chars().any(char::is_control))
+        && (r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control))
     {
         return Err(RowError {
             row: number,
             field: "client_ref".into(),
-            reason: "client_ref must be at most 128 printable characters".into(),
+            reason: "client_ref must be 1 to 128 printable characters".into(),
         });
     }
     Ok((text, Options { client_ref: recipient.client_ref.clone(), ..options.clone() }))
@@ -226,33 +226,43 @@ pub async fn create(
     if parsed.rows.is_empty() {
         return Err(ApiError::field("recipients", "the batch has no recipients"));
     }
-    let mut plan = BatchPlan { batch_id: BatchId::new(), at: Utc::now() };
-    let options = check_options(&parsed.options, &state.config, plan.at)?;
     let template = Template::parse(&parsed.template).map_err(|reason| ApiError::field("body", reason))?;
     let recipients = parsed.rows.len() as u64;
     let max_segments = state.config.max_segments;
+    let hash = idempotency_key.as_ref().map(|_| idempotency::request_hash(&req, &caller, &bytes));
+    let earlier: Earlier<BatchPlan> = match (&idempotency_key, &hash) {
+        (Some(key), Some(hash)) => idempotency::earlier(&state, &caller, key, hash).await?,
+        _ => Earlier::None,
+    };
     // Every row is checked before anything is written (a refused batch
     // writes nothing); the messages themselves are then built and written a
     // chunk at a time, so a 100,000-row batch never holds them all in memory.
-    let mut errors = check_rows(&parsed.rows, &template, &options, max_segments);
-    if (parsed.all_or_nothing && !errors.is_empty()) || errors.len() == parsed.rows.len() {
-        errors.truncate(MAX_LISTED_ERRORS);
-        return Err(ApiError::InvalidRows(errors));
-    }
-    let valid = parsed.rows.len() - errors.len();
-    state.limiter.check_messages(caller.id(), caller.account.limits, valid as u64)?;
-    let mut key = None;
-    if let Some(k) = idempotency_key {
-        let hash = idempotency::request_hash(&req, &caller, &bytes);
-        match idempotency::begin(&state, &caller, k, hash, plan).await? {
-            Step::Replay { status, body } => return Ok(replay(status, body)),
-            // An unfinished earlier attempt: redo exactly its batch (same ids and time).
-            Step::Run { key: k, plan: earlier } => {
-                key = Some(k);
-                plan = earlier;
+    let (key, plan, mut errors) = match earlier {
+        Earlier::Replay { status, body } => return Ok(replay(status, body)),
+        // An unfinished earlier attempt: redo exactly its batch (same ids and time), charged once.
+        Earlier::Redo { key, plan } => {
+            let options = check_options(&parsed.options, &state.config, plan.at)?;
+            (Some(key), plan, check_rows(&parsed.rows, &template, &options, max_segments))
+        }
+        Earlier::None => {
+            let plan = BatchPlan { batch_id: BatchId::new(), at: Utc::now() };
+            let options = check_options(&parsed.options, &state.config, plan.at)?;
+            let mut errors = check_rows(&parsed.rows, &template, &options, max_segments);
+            if (parsed.all_or_nothing && !errors.is_empty()) || errors.len() == parsed.rows.len() {
+                errors.truncate(MAX_LISTED_ERRORS);
+                return Err(ApiError::InvalidRows(errors));
+            }
+            let valid = parsed.rows.len() - errors.len();
+            state.limiter.check_messages(caller.id(), caller.account.limits, valid as u64)?;
+            match (idempotency_key, hash) {
+                (Some(key), Some(hash)) => match idempotency::begin(&state, &caller, key, hash, plan).await? {
+                    Step::Replay { status, body } => return Ok(replay(status, body)),
+                    Step::Run { key, plan } => (Some(key), plan, errors),
+                },
+                _ => (None, plan, errors),
             }
         }
-    }
+    };
     tracing::Span::current().record("batch_id", tracing::field::display(plan.batch_id));
     let options = check_options(&parsed.options, &state.config, plan.at)?;
     let mut accepted = 0u64;

@@ -9,7 +9,7 @@ use tern_queue::{MessageQuery, MessageRow};
 use crate::auth::Caller;
 use crate::compose::{FieldError, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{self, Step};
+use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
 use crate::model::{
     HistoryEntry, ListMessages, MessageAccepted, MessageDetails, MessageSummary, Page, Price, SendMessage, Timestamps,
@@ -55,7 +55,6 @@ pub async fn send(
     let idempotency_key = idempotency::key_of(&req)?;
     let bytes = body::read(payload, state.config.max_json_bytes).await?;
     let request: SendMessage = body::json(&bytes)?;
-    let plan = SendPlan { message_id: MessageId::new(), at: Utc::now() };
     let raw = RawOptions {
         from: request.from,
         send_at: request.send_at,
@@ -65,17 +64,26 @@ pub async fn send(
         client_ref: request.client_ref,
         priority: request.priority,
     };
-    // Validate fully before touching the idempotency record: a bad request writes nothing.
-    check_options(&raw, &state.config, plan.at)?;
-    check_message(&request.to, &request.body, state.config.max_segments)?;
-    state.limiter.check_messages(caller.id(), caller.account.limits, 1)?;
-    let (key, plan) = match idempotency_key {
-        None => (None, plan),
-        Some(key) => {
-            let hash = idempotency::request_hash(&req, &caller, &bytes);
-            match idempotency::begin(&state, &caller, key, hash, plan).await? {
-                Step::Replay { status, body } => return Ok(replay(status, body)),
-                Step::Run { key, plan } => (Some(key), plan),
+    let hash = idempotency_key.as_ref().map(|_| idempotency::request_hash(&req, &caller, &bytes));
+    let earlier = match (&idempotency_key, &hash) {
+        (Some(key), Some(hash)) => idempotency::earlier(&state, &caller, key, hash).await?,
+        _ => Earlier::None,
+    };
+    let (key, plan) = match earlier {
+        Earlier::Replay { status, body } => return Ok(replay(status, body)),
+        Earlier::Redo { key, plan } => (Some(key), plan),
+        Earlier::None => {
+            let plan = SendPlan { message_id: MessageId::new(), at: Utc::now() };
+            // Validate fully before touching the idempotency record: a bad request writes nothing.
+            check_options(&raw, &state.config, plan.at)?;
+            check_message(&request.to, &request.body, state.config.max_segments)?;
+            state.limiter.check_messages(caller.id(), caller.account.limits, 1)?;
+            match (idempotency_key, hash) {
+                (Some(key), Some(hash)) => match idempotency::begin(&state, &caller, key, hash, plan).await? {
+                    Step::Replay { status, body } => return Ok(replay(status, body)),
+                    Step::Run { key, plan } => (Some(key), plan),
+                },
+                _ => (None, plan),
             }
         }
     };

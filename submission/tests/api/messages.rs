@@ -141,6 +141,22 @@ async fn idempotency_keys_replay_or_refuse(app: TestApp) {
     let two = expect(post().await.unwrap(), StatusCode::ACCEPTED).await;
     assert_eq!(one, two);
     assert_eq!(app.message_count(&customer.id).await, 3, "the batch was accepted once");
+
+    // A retry is answered from the record before rate limits (or the clock)
+    // are consulted: the account at its limit still gets its first answer.
+    let slow = app.customer(json!({ "messages_per_second": 1 })).await;
+    let keyed = |key: &'static str| {
+        app.post("/v1/messages")
+            .bearer_auth(&slow.key)
+            .header("Idempotency-Key", key)
+            .json(&hello("+447400123456"))
+            .send()
+    };
+    let first = expect(keyed("s-1").await.unwrap(), StatusCode::ACCEPTED).await;
+    let again = expect(keyed("s-1").await.unwrap(), StatusCode::ACCEPTED).await;
+    assert_eq!(first, again, "replayed although the account is at its limit");
+    expect_problem(keyed("s-2").await.unwrap(), StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(app.message_count(&slow.id).await, 1);
 }
 
 async fn cancel_refuses_messages_an_smsc_has(app: TestApp) {
