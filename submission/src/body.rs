@@ -1,17 +1,23 @@
 //! Reading request bodies: size limits, content types and JSON errors that
 //! name the offending field.
 
-use actix_web::HttpRequest;
 use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, HttpRequest};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
 
-/// The body's media type, lower-cased, without parameters.
+/// The body's media type, lower-cased, without parameters; `None` if absent.
 pub fn media_type(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get("content-type")?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(req.content_type().trim().to_ascii_lowercase()).filter(|m| !m.is_empty())
+}
+
+/// Parses the query string, refusing unknown parameters with their name.
+pub fn query<T: DeserializeOwned>(req: &HttpRequest) -> ApiResult<T> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::MalformedBody(format!("the query string is invalid: {e}")))
 }
 
 /// A client still sending a body over the limit has this much more read

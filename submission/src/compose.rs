@@ -27,7 +27,7 @@ fn bad(field: &str, reason: impl Into<String>) -> FieldError {
 }
 
 /// Send options shared by every message of a request, as the client gave them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RawOptions {
     pub from: String,
     pub send_at: Option<String>,
@@ -125,7 +125,8 @@ pub fn check_options(raw: &RawOptions, config: &SubmissionConfig, now: DateTime<
     Ok(Options { from, send_at, expires_at, callback_url, client_ref: raw.client_ref.clone(), priority })
 }
 
-fn check_url(value: &str) -> Result<String, FieldError> {
+/// Checks a status callback URL.
+pub fn check_url(value: &str) -> Result<String, FieldError> {
     let url = Url::parse(value).map_err(|e| bad("callback_url", format!("{value:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(bad("callback_url", "callback_url must be an http or https URL with a host"));

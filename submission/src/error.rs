@@ -69,41 +69,35 @@ impl ApiError {
         Self::InvalidField { field: field.into(), detail: detail.into() }
     }
 
-    /// The problem type slug (appended to the docs URL).
-    fn slug(&self) -> &'static str {
+    /// Status, problem type slug (appended to [`PROBLEM_BASE`]) and title.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::InvalidField { .. } => "invalid-field",
-            Self::MalformedBody(_) => "malformed-body",
-            Self::InvalidRows(_) => "invalid-rows",
-            Self::TooLarge(_) => "payload-too-large",
-            Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not-found",
-            Self::Conflict(_) => "conflict",
-            Self::IdempotencyMismatch(_) => "idempotency-key-reused",
-            Self::RateLimited { .. } => "rate-limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Unexpected(_) => "internal",
+            Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is invalid"),
+            Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "The body cannot be read"),
+            Self::InvalidRows(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rows", "Rows of the batch are invalid"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "The body is too large"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported content type")
+            }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict with the resource's state"),
+            Self::IdempotencyMismatch(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused with a different request",
+            ),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Rate limit exceeded"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
+}
 
-    fn title(&self) -> &'static str {
-        match self {
-            Self::InvalidField { .. } => "A field is invalid",
-            Self::MalformedBody(_) => "The body cannot be read",
-            Self::InvalidRows(_) => "Rows of the batch are invalid",
-            Self::TooLarge(_) => "The body is too large",
-            Self::UnsupportedMediaType(_) => "Unsupported content type",
-            Self::Unauthorized(_) => "Authentication required",
-            Self::Forbidden(_) => "Not allowed",
-            Self::NotFound(_) => "Not found",
-            Self::Conflict(_) => "Conflict with the resource's state",
-            Self::IdempotencyMismatch(_) => "Idempotency key reused with a different request",
-            Self::RateLimited { .. } => "Rate limit exceeded",
-            Self::Unavailable(_) => "Service unavailable",
-            Self::Unexpected(_) => "Internal error",
-        }
+impl From<crate::compose::FieldError> for ApiError {
+    fn from(e: crate::compose::FieldError) -> Self {
+        Self::field(e.field, e.reason)
     }
 }
 
@@ -138,25 +132,11 @@ pub const PROBLEM_BASE: &str = "https://tern.dev/problems/";
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidField { .. } | Self::InvalidRows(_) | Self::IdempotencyMismatch(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            Self::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().0
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+        let (status, slug, title) = self.kind();
         let detail = match self {
             Self::Unexpected(e) => {
                 tracing::error!(error = ?e, "unexpected error answering a request");
@@ -165,8 +145,8 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let problem = Problem {
-            problem_type: format!("{PROBLEM_BASE}{}", self.slug()),
-            title: self.title().to_owned(),
+            problem_type: format!("{PROBLEM_BASE}{slug}"),
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
             field: match self {

@@ -43,7 +43,7 @@ pub struct Price {
 }
 
 /// `202` answer to a send.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MessageAccepted {
     /// The message id.
     pub id: String,
@@ -59,8 +59,7 @@ pub struct MessageAccepted {
     pub encoding: Encoding,
     /// Price, when the account's plan covers the destination.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub price: Option<serde_json::Value>,
+    pub price: Option<Price>,
     /// When it was accepted.
     pub accepted_at: DateTime<Utc>,
     /// When it will be sent, if scheduled.
@@ -247,7 +246,7 @@ pub struct CreateBatch {
 }
 
 /// `202` answer to a batch.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchAccepted {
     /// Batch id.
     pub batch_id: String,
@@ -258,8 +257,7 @@ pub struct BatchAccepted {
     /// Rows refused.
     pub invalid: u64,
     /// The refused rows (the first 1,000).
-    #[schema(value_type = Vec<Object>)]
-    pub errors: Vec<serde_json::Value>,
+    pub errors: Vec<RowError>,
     /// Whether `errors` was cut at 1,000.
     pub errors_truncated: bool,
 }
@@ -279,12 +277,6 @@ pub struct BatchStatus {
     pub statuses: BTreeMap<String, u64>,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
-}
-
-impl From<&RowError> for serde_json::Value {
-    fn from(e: &RowError) -> Self {
-        serde_json::json!({ "row": e.row, "field": e.field, "reason": e.reason })
-    }
 }
 
 /// `POST /admin/v1/accounts`.

@@ -9,7 +9,6 @@ use tern_queue::{Account, RateLimits};
 use crate::auth::{Admin, new_key};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{AccountView, CreateAccount, CreateKey, KeyCreated, KeyView, Page, TopUpDone, TopUpRequest};
-use crate::routes::messages::serde_urlencoded_query;
 use crate::{AppState, body};
 
 fn view(a: &Account) -> AccountView {
@@ -97,19 +96,7 @@ pub async fn create_account(
     if limits.requests_per_second == 0 || limits.messages_per_second == 0 {
         return Err(ApiError::field("requests_per_second", "rate limits must be at least 1"));
     }
-    let callback_url = match request.callback_url.as_deref() {
-        None => None,
-        Some(url) => {
-            let raw = crate::compose::RawOptions {
-                from: "Tern".into(),
-                callback_url: Some(url.into()),
-                ..Default::default()
-            };
-            crate::compose::check_options(&raw, &state.config, Utc::now())
-                .map_err(|e| ApiError::field("callback_url", e.reason))?
-                .callback_url
-        }
-    };
+    let callback_url = request.callback_url.as_deref().map(crate::compose::check_url).transpose()?;
     let account = Account {
         id: AccountId::new(),
         name: name.to_owned(),
@@ -148,7 +135,7 @@ struct ListAccounts {
 )]
 #[get("/admin/v1/accounts")]
 pub async fn list_accounts(_: Admin, state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let q: ListAccounts = serde_urlencoded_query(&req)?;
+    let q: ListAccounts = body::query(&req)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "limit must be between 1 and 1000"));

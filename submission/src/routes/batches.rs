@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult, RowError};
 use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
 use crate::model::{BatchAccepted, BatchStatus, CreateBatch, Recipient};
-use crate::routes::messages::{replay, serde_urlencoded_query};
+use crate::routes::messages::replay;
 use crate::template::Template;
 use crate::{AppState, body};
 
@@ -76,7 +76,7 @@ fn parse_json(bytes: &[u8]) -> ApiResult<Parsed> {
 /// `client_ref` column is the message's reference, every other column is a
 /// template variable. Rows are read one at a time.
 fn parse_csv(req: &HttpRequest, bytes: &[u8], max_rows: usize) -> ApiResult<Parsed> {
-    let options: CsvOptions = serde_urlencoded_query(req)?;
+    let options: CsvOptions = body::query(req)?;
     let mut reader = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(bytes);
     let headers = reader
         .headers()
@@ -302,14 +302,8 @@ pub async fn create(
     metrics::counter!(m::MESSAGES_ACCEPTED, "kind" => "batch").increment(accepted);
     let errors_truncated = errors.len() > MAX_LISTED_ERRORS;
     errors.truncate(MAX_LISTED_ERRORS);
-    let answer = BatchAccepted {
-        batch_id: plan.batch_id.to_string(),
-        recipients,
-        accepted,
-        invalid,
-        errors: errors.iter().map(serde_json::Value::from).collect(),
-        errors_truncated,
-    };
+    let answer =
+        BatchAccepted { batch_id: plan.batch_id.to_string(), recipients, accepted, invalid, errors, errors_truncated };
     let json = serde_json::to_string(&answer).map_err(anyhow::Error::from)?;
     if let Some(key) = key {
         idempotency::finish(&state, &caller, &key, 202, &json).await?;

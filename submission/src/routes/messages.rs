@@ -7,7 +7,7 @@ use tern_core::{Event, EventKind, MessageId, MessageStatus, Msisdn};
 use tern_queue::{MessageQuery, MessageRow};
 
 use crate::auth::Caller;
-use crate::compose::{FieldError, RawOptions, check_message, check_options, compose};
+use crate::compose::{RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
@@ -15,12 +15,6 @@ use crate::model::{
     HistoryEntry, ListMessages, MessageAccepted, MessageDetails, MessageSummary, Page, Price, SendMessage, Timestamps,
 };
 use crate::{AppState, body};
-
-impl From<FieldError> for ApiError {
-    fn from(e: FieldError) -> Self {
-        ApiError::field(e.field, e.reason)
-    }
-}
 
 /// What a single send decides before writing, so a retry redoes the same.
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,7 +101,7 @@ pub async fn send(
         to: message.to.as_str().to_owned(),
         segments: message.segments,
         encoding: message.encoding,
-        price: message.price.map(|amount| serde_json::json!({ "amount": amount, "currency": caller.account.currency })),
+        price: message.price.map(|amount| Price { amount, currency: caller.account.currency.clone() }),
         accepted_at: plan.at,
         send_at: options.send_at,
         expires_at: options.expires_at,
@@ -359,16 +353,9 @@ fn summary(row: MessageRow) -> MessageSummary {
 #[get("/v1/messages")]
 #[tracing::instrument(skip_all, fields(account_id = %caller.id()))]
 pub async fn list(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> ApiResult<HttpResponse> {
-    let q: ListMessages = serde_urlencoded_query(&req)?;
+    let q: ListMessages = body::query(&req)?;
     let query = message_query(&caller, &q)?;
     let page = state.store.messages().list(&query).await?;
     let next_cursor = page.next.map(|id| id.to_string());
     Ok(HttpResponse::Ok().json(Page { data: page.rows.into_iter().map(summary).collect(), next_cursor }))
-}
-
-/// Parses the query string, naming the bad parameter.
-pub(crate) fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> ApiResult<T> {
-    web::Query::<T>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| ApiError::MalformedBody(format!("the query string is invalid: {e}")))
 }
