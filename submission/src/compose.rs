@@ -34,8 +34,33 @@ pub struct RawOptions {
     pub validity: Option<u64>,
     pub expires_at: Option<String>,
     pub callback_url: Option<String>,
-    pub client_ref: Option<String>,
     pub priority: Option<u8>,
+}
+
+impl From<&crate::model::SendMessage> for RawOptions {
+    fn from(r: &crate::model::SendMessage) -> Self {
+        Self {
+            from: r.from.clone(),
+            send_at: r.send_at.clone(),
+            validity: r.validity,
+            expires_at: r.expires_at.clone(),
+            callback_url: r.callback_url.clone(),
+            priority: r.priority,
+        }
+    }
+}
+
+impl From<&crate::model::CreateBatch> for RawOptions {
+    fn from(r: &crate::model::CreateBatch) -> Self {
+        Self {
+            from: r.from.clone(),
+            send_at: r.send_at.clone(),
+            validity: r.validity,
+            expires_at: r.expires_at.clone(),
+            callback_url: r.callback_url.clone(),
+            priority: r.priority,
+        }
+    }
 }
 
 /// Send options, checked.
@@ -45,7 +70,6 @@ pub struct Options {
     pub send_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub callback_url: Option<String>,
-    pub client_ref: Option<String>,
     pub priority: u8,
 }
 
@@ -113,16 +137,21 @@ pub fn check_options(raw: &RawOptions, config: &SubmissionConfig, now: DateTime<
         (None, None) => start + secs(config.default_validity_secs),
     };
     let callback_url = raw.callback_url.as_deref().map(check_url).transpose()?;
-    if let Some(r) = &raw.client_ref
-        && (r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control))
-    {
-        return Err(bad("client_ref", "client_ref must be 1 to 128 printable characters"));
-    }
     let priority = raw.priority.unwrap_or(0);
     if priority > 9 {
         return Err(bad("priority", "priority must be between 0 and 9"));
     }
-    Ok(Options { from, send_at, expires_at, callback_url, client_ref: raw.client_ref.clone(), priority })
+    Ok(Options { from, send_at, expires_at, callback_url, priority })
+}
+
+/// Checks a message's own reference.
+pub fn check_client_ref(client_ref: Option<&str>) -> Result<(), FieldError> {
+    match client_ref {
+        Some(r) if r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control) => {
+            Err(bad("client_ref", "client_ref must be 1 to 128 printable characters"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks a status callback URL.
@@ -149,9 +178,24 @@ pub struct Composed {
     pub entry: NewEntry,
 }
 
-/// Checks a recipient and a body: the normalised number, the encoding and
-/// the segment count.
-pub fn check_message(to: &str, body: &str, max_segments: u16) -> Result<(Msisdn, Encoding, u16), FieldError> {
+/// A recipient and text that passed [`check_message`].
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub to: Msisdn,
+    pub body: String,
+    pub encoding: Encoding,
+    pub segments: u16,
+    pub client_ref: Option<String>,
+}
+
+/// Checks a recipient, a body and a reference: the normalised number, the
+/// encoding and the segment count.
+pub fn check_message(
+    to: &str,
+    body: String,
+    client_ref: Option<String>,
+    max_segments: u16,
+) -> Result<Checked, FieldError> {
     let to = Msisdn::parse(to).map_err(|e| bad("to", e.to_string()))?;
     if body.is_empty() {
         return Err(bad("body", "body is empty"));
@@ -159,7 +203,7 @@ pub fn check_message(to: &str, body: &str, max_segments: u16) -> Result<(Msisdn,
     if body.contains('\0') {
         return Err(bad("body", "body contains a NUL character"));
     }
-    let info = encoding::analyze(body);
+    let info = encoding::analyze(&body);
     let segments = u16::try_from(info.segments).unwrap_or(u16::MAX);
     if segments > max_segments {
         return Err(bad(
@@ -167,32 +211,30 @@ pub fn check_message(to: &str, body: &str, max_segments: u16) -> Result<(Msisdn,
             format!("body needs {segments} SMS segments ({:?}); the limit is {max_segments}", info.encoding),
         ));
     }
-    Ok((to, info.encoding, segments))
+    check_client_ref(client_ref.as_deref())?;
+    Ok(Checked { to, body, encoding: info.encoding, segments, client_ref })
 }
 
-/// Checks a recipient and a body and builds the message's accept events.
-#[allow(clippy::too_many_arguments)]
+/// Builds a checked message's accept events and queue entry.
 pub fn compose(
     account: &Account,
     id: MessageId,
-    to: &str,
-    body: &str,
+    message: Checked,
     options: &Options,
     batch_id: Option<BatchId>,
     at: DateTime<Utc>,
-    max_segments: u16,
-) -> Result<Composed, FieldError> {
-    let (to, encoding, segments) = check_message(to, body, max_segments)?;
+) -> anyhow::Result<Composed> {
+    let Checked { to, body, encoding, segments, client_ref } = message;
     let price = account.price_plan.as_ref().and_then(|plan| plan.price(&to, segments));
     let kind = EventKind::Accepted {
         to: to.as_str().to_owned(),
         country: to.country().map(str::to_owned),
         from: options.from.as_str().to_owned(),
-        body: body.to_owned(),
+        body,
         encoding,
         segments,
         batch_id,
-        client_ref: options.client_ref.clone(),
+        client_ref,
         callback_url: options.callback_url.clone(),
         priority: options.priority,
         expires_at: options.expires_at,
@@ -200,7 +242,7 @@ pub fn compose(
         currency: price.map(|_| account.currency.clone()),
     };
     let accepted = Event::new(id, Some(account.id), at, kind);
-    let payload = serde_json::to_vec(&accepted).map_err(|e| bad("body", e.to_string()))?;
+    let payload = serde_json::to_vec(&accepted)?;
     let mut entry = NewEntry::new(id.to_string(), payload);
     let mut events = vec![accepted];
     if let Some(send_at) = options.send_at {

@@ -10,7 +10,7 @@ use tern_core::{BatchId, MessageId};
 use tern_queue::BatchRecord;
 
 use crate::auth::Caller;
-use crate::compose::{FieldError, Options, RawOptions, check_message, check_options, compose};
+use crate::compose::{Checked, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult, RowError};
 use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
@@ -31,52 +31,20 @@ struct BatchPlan {
     at: DateTime<Utc>,
 }
 
-/// The batch options of a CSV upload, from the query string.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CsvOptions {
-    from: String,
-    body: String,
-    send_at: Option<String>,
-    validity: Option<u64>,
-    expires_at: Option<String>,
-    callback_url: Option<String>,
-    priority: Option<u8>,
-    #[serde(default)]
-    all_or_nothing: bool,
+/// Rows of a batch request, numbered from 1; a row may already be known bad (a ragged CSV line).
+type Rows = Vec<Result<Recipient, RowError>>;
+
+fn parse_json(bytes: &[u8]) -> ApiResult<(CreateBatch, Rows)> {
+    let mut request: CreateBatch = body::json(bytes)?;
+    let rows = std::mem::take(&mut request.recipients).into_iter().map(Ok).collect();
+    Ok((request, rows))
 }
 
-/// A parsed request: options, the template and its rows (1-based numbers).
-struct Parsed {
-    options: RawOptions,
-    template: String,
-    all_or_nothing: bool,
-    rows: Vec<Result<Recipient, RowError>>,
-}
-
-fn parse_json(bytes: &[u8]) -> ApiResult<Parsed> {
-    let request: CreateBatch = body::json(bytes)?;
-    Ok(Parsed {
-        options: RawOptions {
-            from: request.from,
-            send_at: request.send_at,
-            validity: request.validity,
-            expires_at: request.expires_at,
-            callback_url: request.callback_url,
-            client_ref: None,
-            priority: request.priority,
-        },
-        template: request.body,
-        all_or_nothing: request.all_or_nothing,
-        rows: request.recipients.into_iter().map(Ok).collect(),
-    })
-}
-
-/// CSV: a header row naming the columns; `to` is the recipient, an optional
-/// `client_ref` column is the message's reference, every other column is a
-/// template variable. Rows are read one at a time.
-fn parse_csv(req: &HttpRequest, bytes: &[u8], max_rows: usize) -> ApiResult<Parsed> {
-    let options: CsvOptions = body::query(req)?;
+/// CSV: the batch options in the query string; a header row naming the
+/// columns: `to` is the recipient, an optional `client_ref` column is the
+/// message's reference, every other column is a template variable.
+fn parse_csv(req: &HttpRequest, bytes: &[u8], max_rows: usize) -> ApiResult<(CreateBatch, Rows)> {
+    let request: CreateBatch = body::query(req)?;
     let mut reader = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(bytes);
     let headers = reader
         .headers()
@@ -116,74 +84,46 @@ fn parse_csv(req: &HttpRequest, bytes: &[u8], max_rows: usize) -> ApiResult<Pars
         }
         rows.push(Ok(recipient));
     }
-    Ok(Parsed {
-        options: RawOptions {
-            from: options.from,
-            send_at: options.send_at,
-            validity: options.validity,
-            expires_at: options.expires_at,
-            callback_url: options.callback_url,
-            client_ref: None,
-            priority: options.priority,
-        },
-        template: options.body,
-        all_or_nothing: options.all_or_nothing,
-        rows,
-    })
+    Ok((request, rows))
 }
 
 fn too_many(max: usize) -> ApiError {
     ApiError::field("recipients", format!("a batch holds at most {max} recipients; split it"))
 }
 
-/// One row's text and options, or why the row is invalid.
-fn render(
+/// Renders and checks one row.
+fn check_row(
     template: &Template,
-    options: &Options,
     number: u64,
-    row: &Result<Recipient, RowError>,
-) -> Result<(String, Options), RowError> {
-    let recipient = row.as_ref().map_err(Clone::clone)?;
+    row: Result<Recipient, RowError>,
+    max_segments: u16,
+) -> Result<Checked, RowError> {
+    let recipient = row?;
     let text = template.render(&recipient.variables).map_err(|missing| RowError {
         row: number,
         field: format!("variables.{missing}"),
         reason: format!("the template uses {{{missing}}} but this row has no value for it"),
     })?;
-    if let Some(r) = &recipient.client_ref
-        && (r.is_empty() || r.chars().count() > 128 || r.chars().any(char::is_control))
-    {
-        return Err(RowError {
-            row: number,
-            field: "client_ref".into(),
-            reason: "client_ref must be 1 to 128 printable characters".into(),
-        });
-    }
-    Ok((text, Options { client_ref: recipient.client_ref.clone(), ..options.clone() }))
+    check_message(&recipient.to, text, recipient.client_ref, max_segments).map_err(|e| RowError {
+        row: number,
+        field: e.field,
+        reason: e.reason,
+    })
 }
 
-fn row_error(number: u64, e: FieldError) -> RowError {
-    RowError { row: number, field: e.field, reason: e.reason }
-}
-
-/// Checks every row without building messages: the row errors, in order.
-fn check_rows(
-    rows: &[Result<Recipient, RowError>],
-    template: &Template,
-    options: &Options,
-    max_segments: u16,
-) -> Vec<RowError> {
+/// Renders and checks every row once: the valid ones with their row
+/// numbers (which their message ids derive from), and the errors in order.
+fn check_rows(rows: Rows, template: &Template, max_segments: u16) -> (Vec<(u64, Checked)>, Vec<RowError>) {
+    let mut valid = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
+    for (index, row) in rows.into_iter().enumerate() {
         let number = index as u64 + 1;
-        let checked = render(template, options, number, row).and_then(|(text, _)| {
-            let to = row.as_ref().map(|r| r.to.as_str()).unwrap_or_default();
-            check_message(to, &text, max_segments).map_err(|e| row_error(number, e))
-        });
-        if let Err(e) = checked {
-            errors.push(e);
+        match check_row(template, number, row, max_segments) {
+            Ok(checked) => valid.push((number, checked)),
+            Err(e) => errors.push(e),
         }
     }
-    errors
+    (valid, errors)
 }
 
 /// Send one template to many recipients.
@@ -219,74 +159,66 @@ pub async fn create(
     // idempotency, and all_or_nothing must see every row first.
     let bytes = body::read(payload, state.config.max_batch_bytes).await?;
     let max = state.config.max_batch_recipients;
-    let parsed = if media.as_deref() == Some("text/csv") { parse_csv(&req, &bytes, max)? } else { parse_json(&bytes)? };
-    if parsed.rows.len() > max {
+    let (request, rows) =
+        if media.as_deref() == Some("text/csv") { parse_csv(&req, &bytes, max)? } else { parse_json(&bytes)? };
+    if rows.len() > max {
         return Err(too_many(max));
     }
-    if parsed.rows.is_empty() {
+    if rows.is_empty() {
         return Err(ApiError::field("recipients", "the batch has no recipients"));
     }
-    let template = Template::parse(&parsed.template).map_err(|reason| ApiError::field("body", reason))?;
-    let recipients = parsed.rows.len() as u64;
-    let max_segments = state.config.max_segments;
+    let raw = RawOptions::from(&request);
+    let template = Template::parse(&request.body).map_err(|reason| ApiError::field("body", reason))?;
+    let recipients = rows.len() as u64;
     let hash = idempotency_key.as_ref().map(|_| idempotency::request_hash(&req, &caller, &bytes));
     let earlier: Earlier<BatchPlan> = match (&idempotency_key, &hash) {
         (Some(key), Some(hash)) => idempotency::earlier(&state, &caller, key, hash).await?,
         _ => Earlier::None,
     };
-    // Every row is checked before anything is written (a refused batch
-    // writes nothing); the messages themselves are then built and written a
-    // chunk at a time, so a 100,000-row batch never holds them all in memory.
-    let (key, plan, mut errors) = match earlier {
+    let unfinished = match earlier {
         Earlier::Replay { status, body } => return Ok(replay(status, body)),
+        Earlier::Redo { key, plan } => Some((key, plan)),
+        Earlier::None => None,
+    };
+    // Every row is checked before anything is written: a refused batch writes nothing.
+    let (valid, mut errors) = check_rows(rows, &template, state.config.max_segments);
+    let (key, plan, options) = match unfinished {
         // An unfinished earlier attempt: redo exactly its batch (same ids and time), charged once.
-        Earlier::Redo { key, plan } => {
-            let options = check_options(&parsed.options, &state.config, plan.at)?;
-            (Some(key), plan, check_rows(&parsed.rows, &template, &options, max_segments))
-        }
-        Earlier::None => {
+        Some((key, plan)) => (Some(key), plan, check_options(&raw, &state.config, plan.at)?),
+        None => {
             let plan = BatchPlan { batch_id: BatchId::new(), at: Utc::now() };
-            let options = check_options(&parsed.options, &state.config, plan.at)?;
-            let mut errors = check_rows(&parsed.rows, &template, &options, max_segments);
-            if (parsed.all_or_nothing && !errors.is_empty()) || errors.len() == parsed.rows.len() {
+            let options = check_options(&raw, &state.config, plan.at)?;
+            if (request.all_or_nothing && !errors.is_empty()) || valid.is_empty() {
                 errors.truncate(MAX_LISTED_ERRORS);
                 return Err(ApiError::InvalidRows(errors));
             }
-            let valid = parsed.rows.len() - errors.len();
-            state.limiter.check_messages(caller.id(), caller.account.limits, valid as u64)?;
+            state.limiter.check_messages(caller.id(), caller.account.limits, valid.len() as u64)?;
             match (idempotency_key, hash) {
                 (Some(key), Some(hash)) => match idempotency::begin(&state, &caller, key, hash, plan).await? {
                     Step::Replay { status, body } => return Ok(replay(status, body)),
-                    Step::Run { key, plan } => (Some(key), plan, errors),
+                    Step::Run { key, plan: twin } if twin.at != plan.at => {
+                        (Some(key), twin, check_options(&raw, &state.config, twin.at)?)
+                    }
+                    Step::Run { key, plan } => (Some(key), plan, options),
                 },
-                _ => (None, plan, errors),
+                _ => (None, plan, options),
             }
         }
     };
     tracing::Span::current().record("batch_id", tracing::field::display(plan.batch_id));
-    let options = check_options(&parsed.options, &state.config, plan.at)?;
-    let mut accepted = 0u64;
-    for (chunk_index, chunk) in parsed.rows.chunks(WRITE_CHUNK).enumerate() {
-        let mut events = Vec::with_capacity(chunk.len());
-        let mut entries = Vec::with_capacity(chunk.len());
-        for (offset, row) in chunk.iter().enumerate() {
-            let number = (chunk_index * WRITE_CHUNK + offset) as u64 + 1;
-            let Ok((text, row_options)) = render(&template, &options, number, row) else { continue };
-            let to = row.as_ref().map(|r| r.to.as_str()).unwrap_or_default();
+    let accepted = valid.len() as u64;
+    // Built and written a chunk at a time: the composed messages (events and
+    // payloads) of a 100,000-row batch are never all in memory at once.
+    let mut valid = valid.into_iter().peekable();
+    while valid.peek().is_some() {
+        let mut events = Vec::with_capacity(WRITE_CHUNK);
+        let mut entries = Vec::with_capacity(WRITE_CHUNK);
+        for (number, checked) in valid.by_ref().take(WRITE_CHUNK) {
             let id = MessageId::for_batch_row(plan.batch_id, number);
-            // Checked above; a row cannot turn invalid in between.
-            let Ok(message) =
-                compose(&caller.account, id, to, &text, &row_options, Some(plan.batch_id), plan.at, max_segments)
-            else {
-                continue;
-            };
+            let message = compose(&caller.account, id, checked, &options, Some(plan.batch_id), plan.at)?;
             events.extend(message.events);
             entries.push(message.entry);
         }
-        if entries.is_empty() {
-            continue;
-        }
-        accepted += entries.len() as u64;
         state.store.accept(&events, options.topic(), entries).await?;
     }
     let invalid = errors.len() as u64;

@@ -7,7 +7,7 @@ use tern_core::{Event, EventKind, MessageId, MessageStatus, Msisdn};
 use tern_queue::{MessageQuery, MessageRow};
 
 use crate::auth::Caller;
-use crate::compose::{RawOptions, check_message, check_options, compose};
+use crate::compose::{Checked, Options, RawOptions, check_message, check_options, compose};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency::{self, Earlier, Step};
 use crate::metrics as m;
@@ -17,7 +17,7 @@ use crate::model::{
 use crate::{AppState, body};
 
 /// What a single send decides before writing, so a retry redoes the same.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct SendPlan {
     message_id: MessageId,
     at: DateTime<Utc>,
@@ -49,49 +49,39 @@ pub async fn send(
     let idempotency_key = idempotency::key_of(&req)?;
     let bytes = body::read(payload, state.config.max_json_bytes).await?;
     let request: SendMessage = body::json(&bytes)?;
-    let raw = RawOptions {
-        from: request.from,
-        send_at: request.send_at,
-        validity: request.validity,
-        expires_at: request.expires_at,
-        callback_url: request.callback_url,
-        client_ref: request.client_ref,
-        priority: request.priority,
+    let raw = RawOptions::from(&request);
+    let max_segments = state.config.max_segments;
+    let check = |at| -> ApiResult<(Options, Checked)> {
+        let options = check_options(&raw, &state.config, at)?;
+        let message = check_message(&request.to, request.body.clone(), request.client_ref.clone(), max_segments)?;
+        Ok((options, message))
     };
     let hash = idempotency_key.as_ref().map(|_| idempotency::request_hash(&req, &caller, &bytes));
-    let earlier = match (&idempotency_key, &hash) {
+    let earlier: Earlier<SendPlan> = match (&idempotency_key, &hash) {
         (Some(key), Some(hash)) => idempotency::earlier(&state, &caller, key, hash).await?,
         _ => Earlier::None,
     };
-    let (key, plan) = match earlier {
+    let (key, plan, (options, checked)) = match earlier {
         Earlier::Replay { status, body } => return Ok(replay(status, body)),
-        Earlier::Redo { key, plan } => (Some(key), plan),
+        Earlier::Redo { key, plan } => (Some(key), plan, check(plan.at)?),
         Earlier::None => {
             let plan = SendPlan { message_id: MessageId::new(), at: Utc::now() };
             // Validate fully before touching the idempotency record: a bad request writes nothing.
-            check_options(&raw, &state.config, plan.at)?;
-            check_message(&request.to, &request.body, state.config.max_segments)?;
+            let checked = check(plan.at)?;
             state.limiter.check_messages(caller.id(), caller.account.limits, 1)?;
             match (idempotency_key, hash) {
                 (Some(key), Some(hash)) => match idempotency::begin(&state, &caller, key, hash, plan).await? {
                     Step::Replay { status, body } => return Ok(replay(status, body)),
-                    Step::Run { key, plan } => (Some(key), plan),
+                    // A twin request registered the key first: do its plan, checked at its time.
+                    Step::Run { key, plan: twin } if twin.at != plan.at => (Some(key), twin, check(twin.at)?),
+                    Step::Run { key, plan } => (Some(key), plan, checked),
                 },
-                _ => (None, plan),
+                _ => (None, plan, checked),
             }
         }
     };
-    let options = check_options(&raw, &state.config, plan.at)?;
-    let message = compose(
-        &caller.account,
-        plan.message_id,
-        &request.to,
-        &request.body,
-        &options,
-        None,
-        plan.at,
-        state.config.max_segments,
-    )?;
+    let client_ref = checked.client_ref.clone();
+    let message = compose(&caller.account, plan.message_id, checked, &options, None, plan.at)?;
     tracing::Span::current().record("message_id", tracing::field::display(message.id));
     state.store.accept(&message.events, options.topic(), vec![message.entry]).await?;
     metrics::counter!(m::MESSAGES_ACCEPTED, "kind" => "single").increment(1);
@@ -105,7 +95,7 @@ pub async fn send(
         accepted_at: plan.at,
         send_at: options.send_at,
         expires_at: options.expires_at,
-        client_ref: options.client_ref,
+        client_ref,
     };
     let json = serde_json::to_string(&accepted).map_err(anyhow::Error::from)?;
     if let Some(key) = key {
