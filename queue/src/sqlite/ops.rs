@@ -73,12 +73,7 @@ impl Op {
                 Ok(Outcome::Count(done.rows_affected()))
             }
             Self::Append { rows, .. } => append(conn, rows).await.map(|n| Outcome::Count(n as u64)),
-            Self::Accept { rows, topic, entries, index } => {
-                append(conn, rows).await?;
-                publish(conn, topic, entries, now).await?;
-                insert_message_rows(conn, index).await?;
-                Ok(Outcome::Done)
-            }
+            Self::Accept { .. } => accept_many(conn, &[self], now).await.map(|()| Outcome::Done),
             Self::Record(op) => op.execute(conn).await,
         }
     }

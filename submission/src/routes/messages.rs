@@ -259,8 +259,9 @@ pub async fn cancel(state: web::Data<AppState>, caller: Caller, id: web::Path<St
     }
     let cancel = Event::new(message_id, Some(caller.id()), Utc::now(), EventKind::Cancelled { by: "api".into() });
     state.store.record(std::slice::from_ref(&cancel)).await?;
-    let events = state.store.journal().message_events(message_id).await?;
+    // The history as the journal now holds it, without reading it back.
     let mut events = events;
+    events.push(cancel);
     events.sort_by_key(Event::sequence_key);
     Ok(HttpResponse::Ok().json(details(message_id, &events)?))
 }
