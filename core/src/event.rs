@@ -242,6 +242,21 @@ pub enum EventKind {
         /// The outbound message.
         outbound_message_id: MessageId,
     },
+    /// An inbound keyword (STOP...) opted the handset out of an account's traffic
+    /// (recorded on the inbound message).
+    OptedOut {
+        /// The handset, E.164.
+        number: String,
+        /// The keyword as recognised (upper case).
+        keyword: String,
+    },
+    /// An inbound keyword (START...) opted the handset back in.
+    OptedIn {
+        /// The handset, E.164.
+        number: String,
+        /// The keyword as recognised (upper case).
+        keyword: String,
+    },
     /// A status callback was accepted by the customer's endpoint.
     CallbackDelivered {
         /// The event the callback reported.
@@ -290,6 +305,8 @@ impl EventKind {
             Self::DeadLettered { stage, .. } => ("dead_lettered", stage.clone()),
             Self::InboundReceived { .. } => ("inbound_received", String::new()),
             Self::ReplyMatched { .. } => ("reply_matched", String::new()),
+            Self::OptedOut { .. } => ("opted_out", String::new()),
+            Self::OptedIn { .. } => ("opted_in", String::new()),
             Self::CallbackDelivered { for_event, .. } => ("callback_delivered", for_event.to_string()),
             Self::CallbackFailed { for_event, .. } => ("callback_failed", for_event.to_string()),
         }
@@ -306,6 +323,7 @@ impl EventKind {
             Self::Retried { .. } | Self::SmscThrottled { .. } => 5,
             Self::SubmittedToSmsc { .. } => 6,
             Self::DeliveryReport { .. } | Self::ReplyMatched { .. } => 7,
+            Self::OptedOut { .. } | Self::OptedIn { .. } => 8,
             Self::Cancelled { .. }
             | Self::Rejected { .. }
             | Self::SmscRejected { .. }

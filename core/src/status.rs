@@ -121,6 +121,8 @@ impl Fold {
             | EventKind::SmscThrottled { .. }
             | EventKind::Retried { .. }
             | EventKind::ReplyMatched { .. }
+            | EventKind::OptedOut { .. }
+            | EventKind::OptedIn { .. }
             | EventKind::CallbackDelivered { .. }
             | EventKind::CallbackFailed { .. } => None,
         };

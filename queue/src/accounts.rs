@@ -7,9 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tern_core::{AccountId, PricePlan};
+use tern_core::{AccountId, MessageId, PricePlan};
 
 use crate::Result;
+use crate::billing::{Charge, ChargeOutcome, Debit};
 
 /// A customer: an enterprise, a reseller, or a reseller's sub-account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,12 @@ pub struct Account {
     pub limits: RateLimits,
     /// Where status callbacks go when a message names none.
     pub callback_url: Option<String>,
+    /// Where inbound messages (replies) attributed to it are forwarded.
+    #[serde(default)]
+    pub inbound_url: Option<String>,
+    /// Key of the HMAC-SHA256 signature on its callbacks and inbound webhooks.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     /// A suspended account can neither send nor read.
     pub suspended: bool,
     /// When it was created.
@@ -102,6 +109,47 @@ pub enum Begin {
     Existing(IdempotencyRecord),
 }
 
+/// Changes to an account's settings; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountUpdate {
+    /// New default status-callback URL (`Some(None)` removes it).
+    pub callback_url: Option<Option<String>>,
+    /// New inbound webhook URL (`Some(None)` removes it).
+    pub inbound_url: Option<Option<String>>,
+    /// New webhook signing secret.
+    pub webhook_secret: Option<String>,
+    /// New price plan (`Some(None)` removes it).
+    pub price_plan: Option<Option<PricePlan>>,
+    /// New credit limit.
+    pub credit_limit: Option<i64>,
+    /// New rate limits.
+    pub limits: Option<RateLimits>,
+}
+
+impl AccountUpdate {
+    /// Applies the update to an account document.
+    pub fn apply(&self, account: &mut Account) {
+        if let Some(url) = &self.callback_url {
+            account.callback_url.clone_from(url);
+        }
+        if let Some(url) = &self.inbound_url {
+            account.inbound_url.clone_from(url);
+        }
+        if let Some(secret) = &self.webhook_secret {
+            account.webhook_secret = Some(secret.clone());
+        }
+        if let Some(plan) = &self.price_plan {
+            account.price_plan.clone_from(plan);
+        }
+        if let Some(limit) = self.credit_limit {
+            account.credit_limit = limit;
+        }
+        if let Some(limits) = self.limits {
+            account.limits = limits;
+        }
+    }
+}
+
 /// What one accounts backend implements. Callers use [`Accounts`].
 #[async_trait]
 pub trait AccountsBackend: Send + Sync + fmt::Debug + 'static {
@@ -120,6 +168,15 @@ pub trait AccountsBackend: Send + Sync + fmt::Debug + 'static {
     async fn set_suspended(&self, id: AccountId, suspended: bool) -> Result<Option<Account>>;
     /// Adds `amount` to the balance once per `reference`; `None` if no such account.
     async fn top_up(&self, id: AccountId, amount: i64, reference: &str, at: DateTime<Utc>) -> Result<Option<TopUp>>;
+    /// Changes an account's settings; returns the updated account.
+    async fn update_account(&self, id: AccountId, update: &AccountUpdate) -> Result<Option<Account>>;
+    /// Applies each charge atomically and at most once per message (see
+    /// [`ChargeOutcome`]); one outcome per charge, in order. A debit may take
+    /// a balance down to minus the account's credit limit, no further.
+    async fn charge(&self, charges: &[Charge]) -> Result<Vec<ChargeOutcome>>;
+    /// Gives back every debit of `message`'s charge, once: returns the credits
+    /// made now (none if it was never charged or was refunded already).
+    async fn refund(&self, message: MessageId, at: DateTime<Utc>) -> Result<Vec<Debit>>;
     /// Stores a key.
     async fn create_key(&self, key: &ApiKeyRecord) -> Result<()>;
     /// Looks a key up by its public id.

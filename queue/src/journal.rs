@@ -48,6 +48,14 @@ pub trait JournalBackend: Send + Sync + fmt::Debug + 'static {
     async fn append(&self, events: &[Event]) -> Result<usize>;
     /// One message's events, in journal order.
     async fn message_events(&self, message_id: MessageId) -> Result<Vec<Event>>;
+    /// The events of several messages, each message's in journal order.
+    async fn messages_events(&self, message_ids: &[MessageId]) -> Result<Vec<Event>> {
+        let mut all = Vec::new();
+        for id in message_ids {
+            all.extend(self.message_events(*id).await?);
+        }
+        Ok(all)
+    }
     /// Up to `limit` records after `after`, in order, gap-free.
     async fn read_from(&self, after: Position, limit: usize) -> Result<Vec<JournalRecord>>;
     /// The position of the last event a reader can see now.
@@ -77,6 +85,14 @@ impl Journal {
     /// One message's events, in journal order (its audit trail).
     pub async fn message_events(&self, message_id: MessageId) -> Result<Vec<Event>> {
         self.backend.message_events(message_id).await
+    }
+
+    /// The events of several messages in one read, each message's in journal order.
+    pub async fn messages_events(&self, message_ids: &[MessageId]) -> Result<Vec<Event>> {
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.messages_events(message_ids).await
     }
 
     /// Up to `limit` records after `after`, in order, gap-free. A reader keeps

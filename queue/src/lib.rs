@@ -14,7 +14,10 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod billing;
 mod config;
+pub mod contacts;
+pub mod coordination;
 mod error;
 mod journal;
 pub mod messages;
@@ -25,8 +28,13 @@ mod store;
 #[cfg(feature = "test-suite")]
 pub mod test_suite;
 
-pub use accounts::{Account, Accounts, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, RateLimits, TopUp};
+pub use accounts::{
+    Account, AccountUpdate, Accounts, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, RateLimits, TopUp,
+};
+pub use billing::{Charge, ChargeOutcome, Debit};
 pub use config::{MongoConfig, SqliteConfig, StoreConfig};
+pub use contacts::{Contacts, ContactsBackend, Conversation, InboundRow};
+pub use coordination::{Coordination, CoordinationBackend, Setting};
 pub use error::QueueError;
 pub use journal::{Journal, JournalBackend, JournalRecord, Position};
 pub use messages::{
@@ -36,7 +44,7 @@ pub use queue::{
     Claim, ClaimedEntry, Consumer, ConsumerOptions, Deliveries, Delivery, Depth, LeaseRef, NackOutcome, NewEntry,
     Producer, PublishReceipt, Queue, QueueBackend,
 };
-pub use store::{AcceptBackend, Store};
+pub use store::{AcceptBackend, Store, StoreParts};
 
 /// Result type of this crate.
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;

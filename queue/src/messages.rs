@@ -34,6 +34,8 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     /// When its status last changed.
     pub updated_at: DateTime<Utc>,
+    /// When it expires unless delivered.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl MessageRow {
@@ -47,7 +49,7 @@ impl MessageRow {
         events
             .iter()
             .filter_map(|e| match (&e.kind, e.account_id) {
-                (EventKind::Accepted { to, batch_id, client_ref, .. }, Some(account_id)) => {
+                (EventKind::Accepted { to, batch_id, client_ref, expires_at, .. }, Some(account_id)) => {
                     let own = by_message.get(&e.message_id).into_iter().flatten().copied();
                     Some(Self {
                         message_id: e.message_id,
@@ -58,6 +60,7 @@ impl MessageRow {
                         status: MessageStatus::fold(own).unwrap_or(MessageStatus::Accepted),
                         created_at: e.at,
                         updated_at: e.at,
+                        expires_at: Some(*expires_at),
                     })
                 }
                 _ => None,
@@ -171,6 +174,18 @@ pub trait MessageIndexBackend: Send + Sync + fmt::Debug + 'static {
     async fn batch(&self, batch_id: BatchId) -> Result<Option<BatchRecord>>;
     /// How many of a batch's messages are in each status.
     async fn batch_counts(&self, batch_id: BatchId) -> Result<Vec<(MessageStatus, u64)>>;
+    /// The indexed status of each of these messages that the index holds.
+    async fn statuses(&self, messages: &[(AccountId, MessageId)]) -> Result<Vec<(MessageId, MessageStatus)>>;
+    /// Up to `limit` messages past their validity, oldest expiry first:
+    /// accepted, scheduled or routed ones whose `expires_at` is at or before
+    /// `due`, and submitted ones whose `expires_at` is at or before
+    /// `submitted_due` (an SMSC holds those and may still deliver them).
+    async fn expirable(
+        &self,
+        due: DateTime<Utc>,
+        submitted_due: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>>;
 }
 
 /// The message index, whatever the backend.
@@ -191,5 +206,12 @@ impl Messages {
     /// Wraps a backend.
     pub fn new(backend: Arc<dyn MessageIndexBackend>) -> Self {
         Self { backend }
+    }
+
+    /// Those of these messages whose indexed status is terminal (cancelled,
+    /// expired...): a stage skips them instead of working on them again.
+    pub async fn finished(&self, messages: &[(AccountId, MessageId)]) -> Result<std::collections::HashSet<MessageId>> {
+        let statuses = self.backend.statuses(messages).await?;
+        Ok(statuses.into_iter().filter(|(_, status)| status.is_terminal()).map(|(id, _)| id).collect())
     }
 }

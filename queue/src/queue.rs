@@ -286,6 +286,21 @@ impl Consumer {
         self.backend.extend(leases, self.options.lease).await
     }
 
+    /// Gives leases back unsettled, visible to any consumer at once and
+    /// without counting a failure (a worker that shuts down mid-batch does
+    /// this); returns those no longer held.
+    pub async fn release_leases(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.extend(leases, Duration::ZERO).await
+    }
+
+    /// The options this consumer claims with.
+    pub fn options(&self) -> ConsumerOptions {
+        self.options
+    }
+
     /// The topic this consumer reads.
     pub fn topic(&self) -> &str {
         &self.topic

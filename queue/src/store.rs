@@ -1,12 +1,13 @@
 //! The store: queue and journal of one backend, and the atomic accept.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use tern_core::{Event, MessageId, MessageStatus};
 
-use crate::{Accounts, Journal, Messages, NewEntry, Queue, Result, StatusUpdate};
+use crate::{Accounts, Contacts, Coordination, Journal, Messages, NewEntry, Queue, Result, StatusUpdate};
 
 /// Writing a message's first events and its first queue entry as one
 /// crash-atomic step. See `docs/architecture.md`, "Accepting a message".
@@ -30,20 +31,45 @@ pub struct Store {
     accept: Arc<dyn AcceptBackend>,
     accounts: Accounts,
     messages: Messages,
+    contacts: Contacts,
+    coordination: Coordination,
     backend_name: &'static str,
+}
+
+/// The parts of one backend that a [`Store`] is assembled from.
+#[derive(Debug, Clone)]
+pub struct StoreParts {
+    /// Work queues.
+    pub queue: Queue,
+    /// Event journal.
+    pub journal: Journal,
+    /// Atomic accept.
+    pub accept: Arc<dyn AcceptBackend>,
+    /// Accounts, keys, balances.
+    pub accounts: Accounts,
+    /// Message index.
+    pub messages: Messages,
+    /// Opt-outs, conversations, inbound messages.
+    pub contacts: Contacts,
+    /// Leases and settings.
+    pub coordination: Coordination,
 }
 
 impl Store {
     /// Assembles a store from one backend's parts.
-    pub fn new(
-        queue: Queue,
-        journal: Journal,
-        accept: Arc<dyn AcceptBackend>,
-        accounts: Accounts,
-        messages: Messages,
-        backend_name: &'static str,
-    ) -> Self {
-        Self { queue, journal, accept, accounts, messages, backend_name }
+    pub fn new(parts: StoreParts, backend_name: &'static str) -> Self {
+        let StoreParts { queue, journal, accept, accounts, messages, contacts, coordination } = parts;
+        Self { queue, journal, accept, accounts, messages, contacts, coordination, backend_name }
+    }
+
+    /// Opt-outs, conversations, inbound messages.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contacts
+    }
+
+    /// Leases and settings shared by the processes.
+    pub fn coordination(&self) -> &Coordination {
+        &self.coordination
     }
 
     /// Accounts, API keys, balances, idempotency records.
@@ -95,9 +121,12 @@ impl Store {
         let mut touched: Vec<MessageId> = events.iter().map(|e| e.message_id).collect();
         touched.sort_unstable();
         touched.dedup();
+        let mut histories: HashMap<MessageId, Vec<Event>> = HashMap::with_capacity(touched.len());
+        for event in self.journal.messages_events(&touched).await? {
+            histories.entry(event.message_id).or_default().push(event);
+        }
         let mut updates = Vec::with_capacity(touched.len());
-        for message_id in touched {
-            let history = self.journal.message_events(message_id).await?;
+        for (message_id, history) in histories {
             let at = history.iter().map(|e| e.at).max();
             let owner = history.iter().find_map(|e| e.account_id);
             if let (Some(status), Some(at), Some(account_id)) = (MessageStatus::fold(&history), at, owner) {

@@ -136,7 +136,7 @@ pub fn check_options(raw: &RawOptions, config: &SubmissionConfig, now: DateTime<
         }
         (None, None) => start + secs(config.default_validity_secs),
     };
-    let callback_url = raw.callback_url.as_deref().map(check_url).transpose()?;
+    let callback_url = raw.callback_url.as_deref().map(|url| check_url("callback_url", url)).transpose()?;
     let priority = raw.priority.unwrap_or(0);
     if priority > 9 {
         return Err(bad("priority", "priority must be between 0 and 9"));
@@ -154,14 +154,15 @@ pub fn check_client_ref(client_ref: Option<&str>) -> Result<(), FieldError> {
     }
 }
 
-/// Checks a status callback URL.
-pub fn check_url(value: &str) -> Result<String, FieldError> {
-    let url = Url::parse(value).map_err(|e| bad("callback_url", format!("{value:?} is not a URL: {e}")))?;
+/// Checks a webhook URL (status callbacks, inbound forwarding); `field` is
+/// the name the client gave it, so the problem names the right one.
+pub fn check_url(field: &str, value: &str) -> Result<String, FieldError> {
+    let url = Url::parse(value).map_err(|e| bad(field, format!("{value:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(bad("callback_url", "callback_url must be an http or https URL with a host"));
+        return Err(bad(field, format!("{field} must be an http or https URL with a host")));
     }
     if value.len() > 2048 {
-        return Err(bad("callback_url", "callback_url is longer than 2048 characters"));
+        return Err(bad(field, format!("{field} is longer than 2048 characters")));
     }
     Ok(url.into())
 }

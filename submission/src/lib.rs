@@ -1,6 +1,7 @@
 //! The submission role: Tern's REST API for resellers and enterprises
 //! (accounts and keys, single and bulk sends, status and audit trail,
-//! balance), an actix-web server over the configured [`tern_queue::Store`].
+//! balance, inbound messages; the routing table for the operator), an
+//! actix-web server over the configured [`tern_queue::Store`].
 //!
 //! `docs/api.md` is the user's guide; `GET /openapi.json` the reference.
 
@@ -30,7 +31,7 @@ use crate::auth::AuthCache;
 pub use crate::config::SubmissionConfig;
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
-use crate::routes::{account, admin, batches, health, messages};
+use crate::routes::{account, admin, batches, health, inbound, messages, routing};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -55,15 +56,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(batches::create)
         .service(batches::get_batch)
         .service(account::balance)
+        .service(inbound::list)
         .service(admin::create_account)
         .service(admin::list_accounts)
         .service(admin::get_account)
+        .service(admin::update_account)
         .service(admin::suspend)
         .service(admin::reinstate)
         .service(admin::top_up)
         .service(admin::create_key)
         .service(admin::list_keys)
         .service(admin::revoke_key)
+        .service(routing::get_routing)
+        .service(routing::put_routing)
         .service(health::healthz)
         .service(health::readyz)
         .service(health::metrics)

@@ -300,6 +300,52 @@ pub struct CreateAccount {
     pub messages_per_second: Option<u32>,
     /// Default status callback URL.
     pub callback_url: Option<String>,
+    /// Where inbound messages (replies) for the account are forwarded.
+    pub inbound_url: Option<String>,
+}
+
+/// `PATCH /admin/v1/accounts/{id}`: only the fields present change.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    /// New default status callback URL; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub callback_url: Option<Option<String>>,
+    /// New inbound webhook URL; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub inbound_url: Option<Option<String>>,
+    /// New credit limit, minor units (not `null`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub credit_limit: Option<Option<i64>>,
+    /// New price plan; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub price_plan: Option<Option<PricePlan>>,
+    /// New requests per second (not `null`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub requests_per_second: Option<Option<u32>>,
+    /// New messages per second (not `null`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub messages_per_second: Option<Option<u32>>,
+    /// `true` replaces the webhook signing secret with a new one (the old one
+    /// stops verifying at once).
+    pub rotate_webhook_secret: Option<bool>,
+}
+
+/// A field that is present, `null` or not: with `#[serde(default)]`, an
+/// absent field stays `None` while `null` becomes `Some(None)`, which is how
+/// a PATCH tells "leave it" from "remove it".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// An account as the admin API shows it.
@@ -326,6 +372,11 @@ pub struct AccountView {
     pub messages_per_second: u32,
     /// Default callback URL.
     pub callback_url: Option<String>,
+    /// Inbound webhook URL.
+    pub inbound_url: Option<String>,
+    /// Key of the `Tern-Signature` HMAC on the account's webhooks; hand it
+    /// to the customer so they can verify them.
+    pub webhook_secret: Option<String>,
     /// Suspended.
     pub suspended: bool,
     /// Created.
@@ -382,4 +433,49 @@ pub struct KeyCreated {
     pub key: String,
     /// The account.
     pub account_id: String,
+}
+
+/// `GET /v1/inbound` paging.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListInbound {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// An inbound message (a handset's text to one of the account's numbers).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboundMessage {
+    /// Id of the inbound message.
+    pub id: String,
+    /// The handset, E.164.
+    pub from: String,
+    /// The number or short code it was sent to.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// The SMSC connector it came through.
+    pub connector: String,
+    /// Id of the outbound message it answers, if it was matched to one.
+    pub reply_to: Option<String>,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// The routing table the workers use, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoutingView {
+    /// Version of the stored table, incremented by every `PUT`; 0 when none
+    /// was ever stored.
+    pub version: i64,
+    /// The stored table; `null` when none was stored, in which case the
+    /// workers use the table in their configuration (`[routing]`).
+    #[schema(value_type = Option<Object>)]
+    pub table: Option<serde_json::Value>,
+    /// When it was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
 }

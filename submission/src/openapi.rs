@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{account, admin, batches, health, messages};
+use crate::routes::{account, admin, batches, health, inbound, messages, routing};
 
 /// Everything the API serves.
 #[derive(Debug, OpenApi)]
@@ -13,8 +13,10 @@ use crate::routes::{account, admin, batches, health, messages};
         messages::send, messages::get_message, messages::list, messages::cancel,
         batches::create, batches::get_batch,
         account::balance,
-        admin::create_account, admin::list_accounts, admin::get_account, admin::suspend, admin::reinstate,
-        admin::top_up, admin::create_key, admin::list_keys, admin::revoke_key,
+        inbound::list,
+        admin::create_account, admin::list_accounts, admin::get_account, admin::update_account,
+        admin::suspend, admin::reinstate, admin::top_up, admin::create_key, admin::list_keys, admin::revoke_key,
+        routing::get_routing, routing::put_routing,
         health::healthz, health::readyz,
     ),
     modifiers(&Security),
@@ -22,6 +24,7 @@ use crate::routes::{account, admin, batches, health, messages};
         (name = "messages", description = "Single sends and their status"),
         (name = "batches", description = "Bulk sends"),
         (name = "account", description = "The caller's account"),
+        (name = "inbound", description = "Messages handsets sent to the account"),
         (name = "admin", description = "Operator API (admin token)"),
         (name = "operations", description = "Health"),
     )

@@ -25,6 +25,18 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// The pipeline: opt-out, routing, billing (`mt`), inbound (`mo`) and webhooks (`callbacks`).
+    Worker {
+        /// TOML configuration file (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// The clock: releases scheduled messages, expires stale ones, runs maintenance.
+    Scheduler {
+        /// TOML configuration file (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Connect to the configured store, check it can serve Tern, and report its state.
     CheckStore(StoreArgs),
     /// Benchmarks that print their figures.
@@ -117,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,tern=info,tern_submission=info".into()),
+                .unwrap_or_else(|_| "warn,tern=info,tern_submission=info,tern_workers=info,tern_handlers=info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -140,6 +152,31 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             let server = tern_submission::Submission::new(store, settings.submission.clone(), listener)?;
             tracing::info!(listen = %settings.submission.listen, "submission API listening");
             server.run()?.await?;
+        }
+        Command::Worker { config } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let store = settings.store.connect().await?;
+            let worker = tern_workers::Worker::new(store, settings.pipeline()).await?;
+            let (shutdown, stop) = tern_workers::Shutdown::new();
+            tokio::spawn(async move {
+                stop_signal().await;
+                tracing::info!("stopping: draining in-flight work");
+                shutdown.trigger();
+            });
+            tracing::info!(stages = ?settings.worker.stages, "worker running");
+            worker.run(stop).await?;
+        }
+        Command::Scheduler { config } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let store = settings.store.connect().await?;
+            let scheduler = tern_workers::scheduler::Scheduler::new(store, settings.scheduler);
+            let (shutdown, stop) = tern_workers::Shutdown::new();
+            tokio::spawn(async move {
+                stop_signal().await;
+                shutdown.trigger();
+            });
+            tracing::info!("scheduler running");
+            scheduler.run(stop).await;
         }
         Command::CheckStore(args) => {
             let store = args.config(scratch).connect().await?;
@@ -171,4 +208,28 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

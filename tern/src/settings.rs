@@ -6,8 +6,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Deserialize;
+use tern_handlers::optout::OptOutConfig;
 use tern_queue::StoreConfig;
 use tern_submission::SubmissionConfig;
+use tern_workers::config::{PipelineSettings, RepliesConfig, RoutingConfig};
+use tern_workers::{CallbackConfig, SchedulerConfig, WorkerConfig};
 
 /// Every section.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -17,6 +20,18 @@ pub struct Settings {
     pub store: StoreConfig,
     /// `[submission]`: the REST API.
     pub submission: SubmissionConfig,
+    /// `[worker]`: stages, handler chains, concurrency.
+    pub worker: WorkerConfig,
+    /// `[routing]`: the configured routing table.
+    pub routing: RoutingConfig,
+    /// `[optout]`: STOP/START keywords by language.
+    pub optout: OptOutConfig,
+    /// `[replies]`: reply matching.
+    pub replies: RepliesConfig,
+    /// `[callbacks]`: webhook delivery.
+    pub callbacks: CallbackConfig,
+    /// `[scheduler]`: the clock.
+    pub scheduler: SchedulerConfig,
 }
 
 impl Settings {
@@ -35,6 +50,17 @@ impl Settings {
             settings.submission.admin_token = Some(token);
         }
         Ok(settings)
+    }
+
+    /// What the worker role reads.
+    pub fn pipeline(&self) -> PipelineSettings {
+        PipelineSettings {
+            worker: self.worker.clone(),
+            routing: self.routing.clone(),
+            optout: self.optout.clone(),
+            replies: self.replies,
+            callbacks: self.callbacks,
+        }
     }
 }
 

@@ -230,6 +230,26 @@ impl JournalBackend for MongoJournal {
         docs.iter().map(from_document).collect()
     }
 
+    /// One `$in` per thousand messages over the `(message_id, _id)` index;
+    /// sorting by position keeps each message's events in journal order.
+    async fn messages_events(&self, message_ids: &[MessageId]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for chunk in message_ids.chunks(CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+            let docs: Vec<Document> = self
+                .events
+                .find(doc! { "message_id": { "$in": ids } })
+                .sort(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await?;
+            for doc in &docs {
+                events.push(from_document(doc)?);
+            }
+        }
+        Ok(events)
+    }
+
     async fn read_from(&self, after: Position, limit: usize) -> Result<Vec<JournalRecord>> {
         let mut records = Vec::new();
         let mut expected = after.0 + 1;

@@ -1,8 +1,10 @@
 //! The production backend: MongoDB replica sets.
 //!
-//! * The journal, the accept intents, accounts and the message index live on
-//!   the deployment named by `uri`; the queue on `queue_uris` (several
-//!   independent deployments, the Starling/Kestrel model) or on `uri`.
+//! * The journal, the accept intents, accounts and the message index, and
+//!   the contacts (opt-outs, conversations, inbound) and coordination
+//!   (leases, settings) collections live on the deployment named by `uri`;
+//!   the queue on `queue_uris` (several independent deployments, the
+//!   Starling/Kestrel model) or on `uri`.
 //! * Every write is `w: majority, j: true`; journal reads are
 //!   `readConcern: majority`, so a reader never sees an event a failover
 //!   could roll back.
@@ -12,6 +14,9 @@
 
 mod accept;
 mod accept_group;
+mod billing;
+mod contacts;
+mod coordination;
 mod journal;
 mod queue;
 mod records;
@@ -24,18 +29,25 @@ use mongodb::options::{Acknowledgment, ClientOptions, ReadConcern, WriteConcern}
 use mongodb::{Client, Database};
 
 use self::accept::MongoAccept;
+use self::contacts::MongoContacts;
+use self::coordination::MongoCoordination;
 use self::journal::MongoJournal;
 use self::queue::{Deployment, MongoQueue};
 use self::records::MongoRecords;
-use crate::{Accounts, Journal, Messages, MongoConfig, Queue, QueueError, Result, Store};
+use crate::{
+    Accounts, Contacts, Coordination, Journal, Messages, MongoConfig, Queue, QueueError, Result, Store, StoreParts,
+};
 
-/// Queue, journal, accept, accounts and message index on MongoDB.
+/// Queue, journal, accept, accounts, message index, contacts and
+/// coordination on MongoDB.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     queue: Arc<MongoQueue>,
     journal: Arc<MongoJournal>,
     accept: Arc<MongoAccept>,
     records: Arc<MongoRecords>,
+    contacts: Arc<MongoContacts>,
+    coordination: Arc<MongoCoordination>,
 }
 
 impl MongoStore {
@@ -60,19 +72,24 @@ impl MongoStore {
         let accept =
             Arc::new(MongoAccept::new(&main, journal.clone(), queue.clone(), records.clone(), config.outbox_settle()));
         accept.create_indexes().await?;
-        Ok(Self { queue, journal, accept, records })
+        let contacts = Arc::new(MongoContacts::new(&main));
+        contacts.create_indexes().await?;
+        let coordination = Arc::new(MongoCoordination::new(&main));
+        Ok(Self { queue, journal, accept, records, contacts, coordination })
     }
 
     /// The store as the rest of Tern sees it.
     pub fn into_store(self) -> Store {
-        Store::new(
-            Queue::new(self.queue),
-            Journal::new(self.journal),
-            Arc::new(accept_group::GroupedAccept::new(self.accept)),
-            Accounts::new(self.records.clone()),
-            Messages::new(self.records),
-            "mongodb",
-        )
+        let parts = StoreParts {
+            queue: Queue::new(self.queue),
+            journal: Journal::new(self.journal),
+            accept: Arc::new(accept_group::GroupedAccept::new(self.accept)),
+            accounts: Accounts::new(self.records.clone()),
+            messages: Messages::new(self.records),
+            contacts: Contacts::new(self.contacts),
+            coordination: Coordination::new(self.coordination),
+        };
+        Store::new(parts, "mongodb")
     }
 }
 
@@ -153,6 +170,8 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match &*error.kind {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        // findAndModify reports a duplicate as a command error.
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
         ErrorKind::InsertMany(e) => {
             e.write_errors.as_ref().is_some_and(|errors| errors.iter().all(|e| e.code == DUPLICATE_KEY))
         }

@@ -1,7 +1,8 @@
 //! Accounts, keys, idempotency records and the message index on MongoDB, in
-//! the main database. No multi-document transactions: every write is one
+//! the main database. No multi-document transactions here: every write is one
 //! atomic single-document update or an idempotent insert, ordered so that a
-//! retry after a crash finishes what the crashed call started.
+//! retry after a crash finishes what the crashed call started. Charges and
+//! refunds, which move several balances at once, are in `billing`.
 
 use std::future::IntoFuture;
 
@@ -11,25 +12,34 @@ use bson::{Bson, Document, doc};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::options::ReturnDocument;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Client, Collection, Database, IndexModel};
 use tern_core::{AccountId, BatchId, MessageId, MessageStatus};
 
 use super::{DUPLICATE_KEY, insert_many_write_errors, is_duplicate_key};
-use crate::accounts::{Account, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
+use crate::accounts::{Account, AccountUpdate, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
+use crate::billing::{Charge, ChargeOutcome, Debit};
 use crate::messages::{BatchRecord, MessageIndexBackend, MessagePage, MessageQuery, MessageRow, StatusUpdate};
 use crate::{QueueError, Result};
 
 /// Index status updates in flight at once.
-const UPDATE_CONCURRENCY: usize = 16;
+pub(super) const UPDATE_CONCURRENCY: usize = 16;
+
+/// Ids per `$in` query, so a huge request never nears the 16 MiB command limit.
+pub(super) const IN_CHUNK: usize = 1_000;
+
+/// The statuses `expirable` looks at: in flight and not yet with an SMSC.
+const UNSENT: [&str; 3] = ["accepted", "scheduled", "routed"];
 
 /// Rounds `begin_request` makes while other requests keep replacing the same expired record.
 const BEGIN_ROUNDS: usize = 5;
 
 #[derive(Debug)]
 pub(super) struct MongoRecords {
-    accounts: Collection<Document>,
+    /// For the sessions of multi-document transactions (charges, refunds).
+    pub(super) client: Client,
+    pub(super) accounts: Collection<Document>,
     api_keys: Collection<Document>,
-    ledger: Collection<Document>,
+    pub(super) ledger: Collection<Document>,
     idempotency: Collection<Document>,
     messages: Collection<Document>,
     batches: Collection<Document>,
@@ -38,6 +48,7 @@ pub(super) struct MongoRecords {
 impl MongoRecords {
     pub(super) fn new(db: &Database) -> Self {
         Self {
+            client: db.client().clone(),
             accounts: db.collection("accounts"),
             api_keys: db.collection("api_keys"),
             ledger: db.collection("ledger"),
@@ -52,11 +63,15 @@ impl MongoRecords {
         self.accounts.create_index(index(doc! { "parent_id": 1, "_id": 1 })).await?;
         self.api_keys.create_index(index(doc! { "account_id": 1, "created_at": 1 })).await?;
         self.idempotency.create_index(index(doc! { "created_at": 1 })).await?;
+        // A message's charge and refund entries, in the order `AlreadyCharged` reports them.
+        self.ledger.create_index(index(doc! { "message_id": 1, "kind": 1, "at": 1, "_id": 1 })).await?;
         self.messages
             .create_indexes([
                 index(doc! { "account_id": 1, "_id": -1 }),
                 index(doc! { "account_id": 1, "to": 1, "_id": -1 }),
                 index(doc! { "batch_id": 1, "status": 1 }),
+                // `expirable`: one range per in-flight status, merged in expiry order.
+                index(doc! { "status": 1, "expires_at": 1 }),
             ])
             .await?;
         Ok(())
@@ -84,11 +99,11 @@ impl MongoRecords {
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> QueueError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> QueueError {
     QueueError::Corrupt(what.to_string())
 }
 
-fn int(doc: &Document, field: &str) -> Result<i64> {
+pub(super) fn int(doc: &Document, field: &str) -> Result<i64> {
     match doc.get(field) {
         Some(Bson::Int64(v)) => Ok(*v),
         Some(Bson::Int32(v)) => Ok(i64::from(*v)),
@@ -96,30 +111,30 @@ fn int(doc: &Document, field: &str) -> Result<i64> {
     }
 }
 
-fn opt_int(doc: &Document, field: &str) -> Result<Option<i64>> {
+pub(super) fn opt_int(doc: &Document, field: &str) -> Result<Option<i64>> {
     match doc.get(field) {
         None | Some(Bson::Null) => Ok(None),
         Some(_) => int(doc, field).map(Some),
     }
 }
 
-fn text<'a>(doc: &'a Document, field: &str) -> Result<&'a str> {
+pub(super) fn text<'a>(doc: &'a Document, field: &str) -> Result<&'a str> {
     doc.get_str(field).map_err(|e| corrupt(format!("field {field}: {e}")))
 }
 
-fn opt_text(doc: &Document, field: &str) -> Result<Option<String>> {
+pub(super) fn opt_text(doc: &Document, field: &str) -> Result<Option<String>> {
     match doc.get(field) {
         None | Some(Bson::Null) => Ok(None),
         Some(_) => text(doc, field).map(|s| Some(s.to_owned())),
     }
 }
 
-fn parse<T: std::str::FromStr>(doc: &Document, field: &str) -> Result<T> {
+pub(super) fn parse<T: std::str::FromStr>(doc: &Document, field: &str) -> Result<T> {
     let value = text(doc, field)?;
     value.parse().map_err(|_| corrupt(format!("stored {field} {value:?} does not parse")))
 }
 
-fn from_millis(ms: i64) -> DateTime<Utc> {
+pub(super) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -127,13 +142,13 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn limit(n: usize) -> i64 {
+pub(super) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The account as stored: its own fields (through JSON, as the journal does,
 /// so new fields are stored without changes here) under `_id` = its id.
-fn account_document(account: &Account) -> Result<Document> {
+pub(super) fn account_document(account: &Account) -> Result<Document> {
     let Bson::Document(fields) = Bson::try_from(serde_json::to_value(account)?).map_err(corrupt)? else {
         return Err(corrupt("account did not serialise to a document"));
     };
@@ -148,11 +163,11 @@ fn account_document(account: &Account) -> Result<Document> {
 }
 
 /// Every account field but the (growing) list of applied top-up references.
-fn account_fields() -> Document {
+pub(super) fn account_fields() -> Document {
     doc! { "applied_refs": 0 }
 }
 
-fn account_from(mut doc: Document) -> Result<Account> {
+pub(super) fn account_from(mut doc: Document) -> Result<Account> {
     let id = doc.remove("_id").ok_or_else(|| corrupt("account without an id"))?;
     doc.remove("applied_refs");
     doc.insert("id", id);
@@ -209,15 +224,16 @@ fn message_document(row: &MessageRow) -> Document {
         "status": row.status.as_str(),
         "created_at": row.created_at.timestamp_millis(),
         "updated_at": row.updated_at.timestamp_millis(),
+        "expires_at": row.expires_at.map(|at| at.timestamp_millis()),
     }
 }
 
-fn status_from(value: &str) -> Result<MessageStatus> {
+pub(super) fn status_from(value: &str) -> Result<MessageStatus> {
     serde_json::from_value(serde_json::Value::String(value.to_owned()))
         .map_err(|_| corrupt(format!("stored status {value:?} is unknown")))
 }
 
-fn message_from(doc: &Document) -> Result<MessageRow> {
+pub(super) fn message_from(doc: &Document) -> Result<MessageRow> {
     Ok(MessageRow {
         message_id: parse(doc, "_id")?,
         account_id: parse(doc, "account_id")?,
@@ -230,6 +246,7 @@ fn message_from(doc: &Document) -> Result<MessageRow> {
         status: status_from(text(doc, "status")?)?,
         created_at: from_millis(int(doc, "created_at")?),
         updated_at: from_millis(int(doc, "updated_at")?),
+        expires_at: opt_int(doc, "expires_at")?.map(from_millis),
     })
 }
 
@@ -455,6 +472,18 @@ impl AccountsBackend for MongoRecords {
         let filter = doc! { "created_at": { "$lt": before.timestamp_millis() } };
         Ok(self.idempotency.delete_many(filter).await?.deleted_count)
     }
+
+    async fn update_account(&self, id: AccountId, update: &AccountUpdate) -> Result<Option<Account>> {
+        self.update_account_fields(id, update).await
+    }
+
+    async fn charge(&self, charges: &[Charge]) -> Result<Vec<ChargeOutcome>> {
+        self.charge_all(charges).await
+    }
+
+    async fn refund(&self, message: MessageId, at: DateTime<Utc>) -> Result<Vec<Debit>> {
+        self.refund_message(message, at).await
+    }
 }
 
 #[async_trait]
@@ -550,5 +579,55 @@ impl MessageIndexBackend for MongoRecords {
         ];
         let groups: Vec<Document> = self.messages.aggregate(pipeline).await?.try_collect().await?;
         groups.iter().map(|g| Ok((status_from(text(g, "_id")?)?, u64::try_from(int(g, "n")?).unwrap_or(0)))).collect()
+    }
+
+    async fn statuses(&self, messages: &[(AccountId, MessageId)]) -> Result<Vec<(MessageId, MessageStatus)>> {
+        let mut found = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(IN_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|(_, m)| m.to_string()).collect();
+            let docs: Vec<Document> = self
+                .messages
+                .find(doc! { "_id": { "$in": ids } })
+                .projection(doc! { "account_id": 1, "status": 1 })
+                .await?
+                .try_collect()
+                .await?;
+            // The owner is checked here rather than in the filter: one `$in` on
+            // the primary key instead of an `$or` of pairs.
+            let asked: std::collections::HashSet<(String, String)> =
+                chunk.iter().map(|(a, m)| (a.to_string(), m.to_string())).collect();
+            for doc in &docs {
+                let key = (text(doc, "account_id")?.to_owned(), text(doc, "_id")?.to_owned());
+                if asked.contains(&key) {
+                    found.push((parse(doc, "_id")?, status_from(text(doc, "status")?)?));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn expirable(
+        &self,
+        due: DateTime<Utc>,
+        submitted_due: DateTime<Utc>,
+        limit_to: usize,
+    ) -> Result<Vec<MessageRow>> {
+        // A limit of 0 means "no limit" to MongoDB.
+        if limit_to == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = doc! { "$or": [
+            { "status": { "$in": UNSENT.to_vec() }, "expires_at": { "$lte": due.timestamp_millis() } },
+            { "status": "submitted", "expires_at": { "$lte": submitted_due.timestamp_millis() } },
+        ] };
+        let docs: Vec<Document> = self
+            .messages
+            .find(filter)
+            .sort(doc! { "expires_at": 1, "_id": 1 })
+            .limit(limit(limit_to))
+            .await?
+            .try_collect()
+            .await?;
+        docs.iter().map(message_from).collect()
     }
 }

@@ -8,6 +8,7 @@
 //! positions become visible in order: the stream is gap-free by construction.
 
 mod ops;
+mod pipeline;
 mod records;
 mod writer;
 
@@ -29,8 +30,9 @@ use crate::accounts::Accounts;
 use crate::messages::{MessageRow, Messages};
 use crate::queue::millis;
 use crate::{
-    AcceptBackend, Claim, ClaimedEntry, Depth, Journal, JournalBackend, JournalRecord, LeaseRef, NackOutcome, NewEntry,
-    Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, SqliteConfig, Store,
+    AcceptBackend, Claim, ClaimedEntry, Contacts, Coordination, Depth, Journal, JournalBackend, JournalRecord,
+    LeaseRef, NackOutcome, NewEntry, Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, SqliteConfig,
+    Store, StoreParts,
 };
 
 /// Rows deleted per purge transaction, so a big purge never stalls other writers.
@@ -101,14 +103,16 @@ impl SqliteStore {
     /// The store as the rest of Tern sees it.
     pub fn into_store(self) -> Store {
         let this = Arc::new(self);
-        Store::new(
-            Queue::new(this.clone()),
-            Journal::new(this.clone()),
-            this.clone(),
-            Accounts::new(this.clone()),
-            Messages::new(this),
-            "sqlite",
-        )
+        let parts = StoreParts {
+            queue: Queue::new(this.clone()),
+            journal: Journal::new(this.clone()),
+            accept: this.clone(),
+            accounts: Accounts::new(this.clone()),
+            messages: Messages::new(this.clone()),
+            contacts: Contacts::new(this.clone()),
+            coordination: Coordination::new(this),
+        };
+        Store::new(parts, "sqlite")
     }
 
     /// Makes sure journal positions up to `position` are on disk.
@@ -300,6 +304,22 @@ impl JournalBackend for SqliteStore {
             .fetch_all(&self.readers)
             .await?;
         rows.iter().map(|row| Ok(serde_json::from_str(row.try_get("event")?)?)).collect()
+    }
+
+    async fn messages_events(&self, message_ids: &[MessageId]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for chunk in message_ids.chunks(ops::CHUNK) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT event FROM journal WHERE message_id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            query.push(") ORDER BY position");
+            for row in query.build().fetch_all(&self.readers).await? {
+                events.push(serde_json::from_str(row.try_get("event")?)?);
+            }
+        }
+        Ok(events)
     }
 
     async fn read_from(&self, after: Position, limit: usize) -> Result<Vec<JournalRecord>> {

@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
+use super::pipeline::PipelineOp;
 use super::records::{RecordOp, insert_message_rows};
-use crate::accounts::{Begin, TopUp};
+use crate::accounts::{Account, Begin, TopUp};
+use crate::billing::{ChargeOutcome, Debit};
 use crate::messages::MessageRow;
 use crate::queue::new_lease_token;
 use crate::{Claim, ClaimedEntry, LeaseRef, NackOutcome, NewEntry, PublishReceipt, QueueError, Result};
@@ -32,6 +34,7 @@ pub(super) enum Op {
     Append { rows: Vec<EventRow> },
     Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry>, index: Vec<MessageRow> },
     Record(RecordOp),
+    Pipeline(PipelineOp),
 }
 
 /// What a write did; each [`Op`] has one kind of outcome.
@@ -44,6 +47,9 @@ pub(super) enum Outcome {
     Count(u64),
     TopUp(Option<TopUp>),
     Begin(Begin),
+    Account(Option<Account>),
+    Charged(Vec<ChargeOutcome>),
+    Refunded(Vec<Debit>),
     Done,
 }
 
@@ -75,6 +81,7 @@ impl Op {
             Self::Append { rows, .. } => append(conn, rows).await.map(|n| Outcome::Count(n as u64)),
             Self::Accept { .. } => accept_many(conn, &[self], now).await.map(|()| Outcome::Done),
             Self::Record(op) => op.execute(conn).await,
+            Self::Pipeline(op) => op.execute(conn, now).await,
         }
     }
 
@@ -97,6 +104,7 @@ impl Op {
         match self {
             Self::Accept { .. } => true,
             Self::Record(op) => op.needs_savepoint(),
+            Self::Pipeline(op) => op.needs_savepoint(),
             Self::Publish { entries, .. } => entries.len() > CHUNK,
             Self::Append { rows, .. } => rows.len() > CHUNK,
             Self::Ack { leases, .. } | Self::Extend { leases, .. } => {

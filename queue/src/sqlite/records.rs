@@ -9,7 +9,8 @@ use tern_core::{AccountId, BatchId, MessageId, MessageStatus};
 
 use super::SqliteStore;
 use super::ops::{CHUNK, Outcome};
-use crate::accounts::{Account, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
+use crate::accounts::{Account, AccountUpdate, AccountsBackend, ApiKeyRecord, Begin, IdempotencyRecord, TopUp};
+use crate::billing::{Charge, ChargeOutcome, Debit};
 use crate::messages::{BatchRecord, MessageIndexBackend, MessagePage, MessageQuery, MessageRow, StatusUpdate};
 use crate::{QueueError, Result};
 
@@ -205,7 +206,7 @@ pub(super) async fn insert_message_rows<M: std::borrow::Borrow<MessageRow>>(
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (message_id, account_id, batch_id, to_number, client_ref, status, created_at, \
-             updated_at) ",
+             updated_at, expires_at) ",
         );
         insert.push_values(chunk, |mut row, m| {
             let m = m.borrow();
@@ -216,7 +217,8 @@ pub(super) async fn insert_message_rows<M: std::borrow::Borrow<MessageRow>>(
                 .push_bind(&m.client_ref)
                 .push_bind(m.status.as_str())
                 .push_bind(m.created_at.timestamp_millis())
-                .push_bind(m.updated_at.timestamp_millis());
+                .push_bind(m.updated_at.timestamp_millis())
+                .push_bind(m.expires_at.map(|t| t.timestamp_millis()));
         });
         insert.push(" ON CONFLICT (account_id, message_id) DO NOTHING");
         insert.build().execute(&mut *conn).await?;
@@ -250,7 +252,7 @@ fn idempotency_from(row: &SqliteRow) -> Result<IdempotencyRecord> {
     })
 }
 
-fn account_from(row: &SqliteRow) -> Result<Account> {
+pub(super) fn account_from(row: &SqliteRow) -> Result<Account> {
     let mut account: Account = serde_json::from_str(row.try_get("doc")?)?;
     account.balance = row.try_get("balance")?;
     account.suspended = row.try_get("suspended")?;
@@ -268,7 +270,7 @@ fn key_from(row: &SqliteRow) -> Result<ApiKeyRecord> {
     })
 }
 
-fn message_from(row: &SqliteRow) -> Result<MessageRow> {
+pub(super) fn message_from(row: &SqliteRow) -> Result<MessageRow> {
     Ok(MessageRow {
         message_id: parse(row.try_get("message_id")?, "message id")?,
         account_id: parse(row.try_get("account_id")?, "account id")?,
@@ -278,6 +280,7 @@ fn message_from(row: &SqliteRow) -> Result<MessageRow> {
         status: status_from(row.try_get("status")?)?,
         created_at: from_millis(row.try_get("created_at")?),
         updated_at: from_millis(row.try_get("updated_at")?),
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(from_millis),
     })
 }
 
@@ -447,6 +450,18 @@ impl AccountsBackend for SqliteStore {
     async fn purge_requests(&self, before: DateTime<Utc>) -> Result<u64> {
         super::count(self.record_op(RecordOp::PurgeRequests { before: before.timestamp_millis() }).await?)
     }
+
+    async fn update_account(&self, id: AccountId, update: &AccountUpdate) -> Result<Option<Account>> {
+        self.update_account_op(id, update).await
+    }
+
+    async fn charge(&self, charges: &[Charge]) -> Result<Vec<ChargeOutcome>> {
+        self.charge_op(charges).await
+    }
+
+    async fn refund(&self, message: MessageId, at: DateTime<Utc>) -> Result<Vec<Debit>> {
+        self.refund_op(message, at).await
+    }
 }
 
 #[async_trait]
@@ -543,5 +558,18 @@ impl MessageIndexBackend for SqliteStore {
                 Ok((status_from(row.try_get("status")?)?, u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0)))
             })
             .collect()
+    }
+
+    async fn statuses(&self, messages: &[(AccountId, MessageId)]) -> Result<Vec<(MessageId, MessageStatus)>> {
+        self.statuses_read(messages).await
+    }
+
+    async fn expirable(
+        &self,
+        due: DateTime<Utc>,
+        submitted_due: DateTime<Utc>,
+        limit_to: usize,
+    ) -> Result<Vec<MessageRow>> {
+        self.expirable_read(due, submitted_due, limit_to).await
     }
 }

@@ -24,8 +24,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pipeline;
 mod records;
 
+pub use pipeline::*;
 pub use records::*;
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +80,23 @@ macro_rules! store_test_suite {
             api_keys_are_found_listed_and_revoked,
             idempotency_records_replay_and_expire,
             accepted_messages_are_indexed_and_record_refreshes_their_status,
+            charges_apply_once_per_message,
+            a_charge_is_all_or_nothing_across_payers,
+            debits_may_reach_minus_the_credit_limit_and_no_further,
+            charges_in_one_call_see_the_earlier_ones,
+            charging_an_unknown_account_changes_nothing,
+            refunds_give_each_debit_back_once,
+            a_charge_naming_one_payer_twice_is_refused,
+            account_updates_change_only_what_they_name,
+            opt_outs_are_per_account_and_reversible,
+            the_latest_conversation_per_sender_and_handset_wins,
+            inbound_messages_list_newest_first_by_cursor,
+            a_lease_is_taken_over_only_after_it_expires,
+            settings_count_their_versions,
+            statuses_are_read_per_owner,
+            expirable_messages_wait_for_the_grace_of_submitted_ones,
+            messages_events_reads_several_messages_in_journal_order,
+            racing_charges_debit_once_and_never_overdraw,
         );
     };
     (@tests $factory:path; $($test:ident),* $(,)?) => {

@@ -8,7 +8,7 @@ use crate::{
     Account, ApiKeyRecord, BatchRecord, Begin, IdempotencyRecord, MessageQuery, NewEntry, QueueError, RateLimits, Store,
 };
 
-fn account(name: &str, parent: Option<AccountId>) -> Account {
+pub(crate) fn account(name: &str, parent: Option<AccountId>) -> Account {
     Account {
         id: AccountId::new(),
         name: name.into(),
@@ -19,6 +19,8 @@ fn account(name: &str, parent: Option<AccountId>) -> Account {
         price_plan: Some(PricePlan { default: Some(7), ..PricePlan::default() }),
         limits: RateLimits { requests_per_second: 10, messages_per_second: 100 },
         callback_url: Some("https://example.com/cb".into()),
+        inbound_url: None,
+        webhook_secret: None,
         suspended: false,
         created_at: now_ms(),
     }

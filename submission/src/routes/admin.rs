@@ -1,14 +1,17 @@
 //! `/admin/v1`: accounts, balances and keys, for the operator (admin token).
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::Utc;
 use serde::Deserialize;
-use tern_core::AccountId;
-use tern_queue::{Account, RateLimits};
+use tern_core::{AccountId, PricePlan};
+use tern_handlers::webhook::new_secret;
+use tern_queue::{Account, AccountUpdate, RateLimits};
 
 use crate::auth::{Admin, new_key};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{AccountView, CreateAccount, CreateKey, KeyCreated, KeyView, Page, TopUpDone, TopUpRequest};
+use crate::model::{
+    AccountView, CreateAccount, CreateKey, KeyCreated, KeyView, Page, TopUpDone, TopUpRequest, UpdateAccount,
+};
 use crate::{AppState, body};
 
 fn view(a: &Account) -> AccountView {
@@ -23,6 +26,8 @@ fn view(a: &Account) -> AccountView {
         requests_per_second: a.limits.requests_per_second,
         messages_per_second: a.limits.messages_per_second,
         callback_url: a.callback_url.clone(),
+        inbound_url: a.inbound_url.clone(),
+        webhook_secret: a.webhook_secret.clone(),
         suspended: a.suspended,
         created_at: a.created_at,
     }
@@ -35,6 +40,40 @@ fn account_id(id: &str) -> ApiResult<AccountId> {
 async fn load(state: &AppState, id: &str) -> ApiResult<Account> {
     let parsed = account_id(id)?;
     state.store.accounts().account(parsed).await?.ok_or_else(|| ApiError::NotFound(format!("no account {id}")))
+}
+
+// The checks of an account's settings, shared by create and update so that
+// both accept exactly the same values.
+
+fn check_credit_limit(limit: i64) -> ApiResult<i64> {
+    if limit < 0 {
+        return Err(ApiError::field("credit_limit", "credit_limit cannot be negative"));
+    }
+    Ok(limit)
+}
+
+fn check_price_plan(plan: &PricePlan) -> ApiResult<()> {
+    plan.validate().map_err(|e| ApiError::field("price_plan", e.to_string()))
+}
+
+fn check_limits(limits: RateLimits) -> ApiResult<RateLimits> {
+    for (field, value) in
+        [("requests_per_second", limits.requests_per_second), ("messages_per_second", limits.messages_per_second)]
+    {
+        if value == 0 {
+            return Err(ApiError::field(field, format!("{field} must be at least 1")));
+        }
+    }
+    Ok(limits)
+}
+
+fn check_url(field: &str, url: Option<&str>) -> ApiResult<Option<String>> {
+    url.map(|u| crate::compose::check_url(field, u)).transpose().map_err(ApiError::from)
+}
+
+/// A PATCH field that cannot be removed: `null` is refused.
+fn required<T>(field: &str, value: Option<T>) -> ApiResult<T> {
+    value.ok_or_else(|| ApiError::field(field, format!("{field} cannot be null")))
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(
@@ -81,22 +120,17 @@ pub async fn create_account(
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(ApiError::field("currency", "currency must be an ISO 4217 code such as EUR"));
     }
-    let credit_limit = request.credit_limit.unwrap_or(0);
-    if credit_limit < 0 {
-        return Err(ApiError::field("credit_limit", "credit_limit cannot be negative"));
-    }
+    let credit_limit = check_credit_limit(request.credit_limit.unwrap_or(0))?;
     if let Some(plan) = &request.price_plan {
-        plan.validate().map_err(|e| ApiError::field("price_plan", e.to_string()))?;
+        check_price_plan(plan)?;
     }
     let defaults = RateLimits::default();
-    let limits = RateLimits {
+    let limits = check_limits(RateLimits {
         requests_per_second: request.requests_per_second.unwrap_or(defaults.requests_per_second),
         messages_per_second: request.messages_per_second.unwrap_or(defaults.messages_per_second),
-    };
-    if limits.requests_per_second == 0 || limits.messages_per_second == 0 {
-        return Err(ApiError::field("requests_per_second", "rate limits must be at least 1"));
-    }
-    let callback_url = request.callback_url.as_deref().map(crate::compose::check_url).transpose()?;
+    })?;
+    let callback_url = check_url("callback_url", request.callback_url.as_deref())?;
+    let inbound_url = check_url("inbound_url", request.inbound_url.as_deref())?;
     let account = Account {
         id: AccountId::new(),
         name: name.to_owned(),
@@ -107,6 +141,9 @@ pub async fn create_account(
         price_plan: request.price_plan,
         limits,
         callback_url,
+        inbound_url,
+        // Every account gets one, so its webhooks are signed from the first.
+        webhook_secret: Some(new_secret()),
         suspended: false,
         created_at: Utc::now(),
     };
@@ -158,6 +195,75 @@ pub async fn list_accounts(_: Admin, state: web::Data<AppState>, req: HttpReques
 #[get("/admin/v1/accounts/{id}")]
 pub async fn get_account(_: Admin, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(view(&load(&state, &id).await?)))
+}
+
+/// Change an account's settings: only the fields present change; `null`
+/// removes a URL or the price plan; `rotate_webhook_secret: true` issues a
+/// new signing secret.
+#[utoipa::path(
+    patch, path = "/admin/v1/accounts/{id}", tag = "admin", request_body = UpdateAccount,
+    params(("id" = String, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The updated account", body = AccountView),
+        (status = 404, body = crate::error::Problem),
+        (status = 422, description = "A field is invalid", body = crate::error::Problem),
+    ),
+    security(("admin_token" = []))
+)]
+#[patch("/admin/v1/accounts/{id}")]
+pub async fn update_account(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let current = load(&state, &id).await?;
+    let request: UpdateAccount = json_body(&state, &req, payload).await?;
+    let mut update = AccountUpdate::default();
+    if let Some(url) = request.callback_url {
+        update.callback_url = Some(check_url("callback_url", url.as_deref())?);
+    }
+    if let Some(url) = request.inbound_url {
+        update.inbound_url = Some(check_url("inbound_url", url.as_deref())?);
+    }
+    if let Some(limit) = request.credit_limit {
+        update.credit_limit = Some(check_credit_limit(required("credit_limit", limit)?)?);
+    }
+    if let Some(plan) = request.price_plan {
+        if let Some(plan) = &plan {
+            check_price_plan(plan)?;
+        }
+        update.price_plan = Some(plan);
+    }
+    if request.requests_per_second.is_some() || request.messages_per_second.is_some() {
+        // The store replaces both limits together, so the one not given is
+        // the current one. Two admins changing one limit each at the same
+        // instant could undo each other; admin changes are rare and manual.
+        let requests = request.requests_per_second.map(|r| required("requests_per_second", r)).transpose()?;
+        let messages = request.messages_per_second.map(|m| required("messages_per_second", m)).transpose()?;
+        update.limits = Some(check_limits(RateLimits {
+            requests_per_second: requests.unwrap_or(current.limits.requests_per_second),
+            messages_per_second: messages.unwrap_or(current.limits.messages_per_second),
+        })?);
+    }
+    if request.rotate_webhook_secret == Some(true) {
+        update.webhook_secret = Some(new_secret());
+    }
+    let account = state
+        .store
+        .accounts()
+        .update_account(current.id, &update)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no account {id}")))?;
+    // Authenticated callers carry a cached copy of their account (limits, URLs).
+    state.auth.clear();
+    tracing::info!(
+        account_id = %account.id,
+        secret_rotated = update.webhook_secret.is_some(),
+        "account settings changed"
+    );
+    Ok(HttpResponse::Ok().json(view(&account)))
 }
 
 async fn set_suspended(state: &AppState, id: &str, suspended: bool) -> ApiResult<HttpResponse> {

@@ -4,4 +4,6 @@ pub mod account;
 pub mod admin;
 pub mod batches;
 pub mod health;
+pub mod inbound;
 pub mod messages;
+pub mod routing;

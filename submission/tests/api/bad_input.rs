@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api_suite;
-use crate::helpers::{TestApp, expect, expect_problem};
+use crate::helpers::{ADMIN_TOKEN, TestApp, expect, expect_problem};
 
 api_suite!(every_bad_input_gets_a_specific_problem_and_changes_nothing);
 
@@ -107,6 +107,19 @@ async fn every_bad_input_gets_a_specific_problem_and_changes_nothing(app: TestAp
         field,
         detail,
     };
+    let admin = |name, method, path: String, body: Value, field, detail| Case {
+        name,
+        method,
+        path,
+        auth: Some(ADMIN_TOKEN.to_owned()),
+        body: Body::Json(body),
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        field,
+        detail,
+    };
+    let account_path = format!("/admin/v1/accounts/{}", customer.id);
+    let route =
+        |filters: Value| json!({ "routes": [{ "name": "r", "filters": filters, "action": { "connector": "c1" } }] });
     let cases = vec![
         msg("letters in the number", json!({ "to": "+44abc" }), Some("to"), "number"),
         msg("a number too short", json!({ "to": "+44123" }), Some("to"), ""),
@@ -230,6 +243,87 @@ async fn every_bad_input_gets_a_specific_problem_and_changes_nothing(app: TestAp
         get("bad cursor", "/v1/messages?cursor=abc", StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"), "cursor"),
         get("unknown query parameter", "/v1/messages?colour=red", StatusCode::BAD_REQUEST, None, "colour"),
         get("bad on-behalf-of", "/v1/balance", StatusCode::UNPROCESSABLE_ENTITY, Some("Tern-On-Behalf-Of"), "UUID"),
+        get(
+            "inbound limit too large",
+            "/v1/inbound?limit=5000",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("limit"),
+            "between",
+        ),
+        get("bad inbound cursor", "/v1/inbound?cursor=abc", StatusCode::UNPROCESSABLE_ENTITY, Some("cursor"), "cursor"),
+        get("unknown inbound parameter", "/v1/inbound?status=new", StatusCode::BAD_REQUEST, None, "status"),
+        admin(
+            "account with an inbound URL that is not http",
+            "POST",
+            "/admin/v1/accounts".into(),
+            json!({ "name": "x", "inbound_url": "ftp://acme.example/in" }),
+            Some("inbound_url"),
+            "http",
+        ),
+        admin(
+            "account with no messages per second",
+            "POST",
+            "/admin/v1/accounts".into(),
+            json!({ "name": "x", "messages_per_second": 0 }),
+            Some("messages_per_second"),
+            "at least 1",
+        ),
+        admin(
+            "PATCH with an inbound URL that is not a URL",
+            "PATCH",
+            account_path.clone(),
+            json!({ "inbound_url": "acme" }),
+            Some("inbound_url"),
+            "URL",
+        ),
+        admin(
+            "PATCH a negative credit limit",
+            "PATCH",
+            account_path.clone(),
+            json!({ "credit_limit": -10 }),
+            Some("credit_limit"),
+            "negative",
+        ),
+        admin(
+            "PATCH removing the credit limit",
+            "PATCH",
+            account_path.clone(),
+            json!({ "credit_limit": null }),
+            Some("credit_limit"),
+            "null",
+        ),
+        admin(
+            "PATCH a field that cannot change",
+            "PATCH",
+            account_path.clone(),
+            json!({ "currency": "USD" }),
+            Some("currency"),
+            "unknown field",
+        ),
+        admin(
+            "routing table with a bad country",
+            "PUT",
+            "/admin/v1/routing".into(),
+            route(json!({ "countries": ["UK1"] })),
+            Some("routes[0].filters.countries"),
+            "ISO",
+        ),
+        admin(
+            "routing table with a bad sender pattern",
+            "PUT",
+            "/admin/v1/routing".into(),
+            route(json!({ "senders": ["[a-"] })),
+            Some("routes[0].filters.senders"),
+            "sender pattern",
+        ),
+        admin(
+            "routing table with an unknown action",
+            "PUT",
+            "/admin/v1/routing".into(),
+            json!({ "routes": [], "default": { "random": ["c1"] } }),
+            Some("default"),
+            "random",
+        ),
     ];
     assert!(cases.len() >= 30, "{} cases", cases.len());
     let head = app.store.journal().head().await.unwrap();
@@ -237,6 +331,8 @@ async fn every_bad_input_gets_a_specific_problem_and_changes_nothing(app: TestAp
         let url = case.path.clone();
         let mut request = match case.method {
             "GET" => app.get(&url),
+            "PATCH" => app.patch(&url),
+            "PUT" => app.put(&url),
             _ => app.post(&url),
         };
         if let Some(key) = &case.auth {
@@ -262,6 +358,12 @@ async fn every_bad_input_gets_a_specific_problem_and_changes_nothing(app: TestAp
     }
     assert_eq!(app.store.journal().head().await.unwrap(), head, "no bad request wrote an event");
     assert_eq!(app.message_count(&customer.id).await, 0);
+    let account = app.store.accounts().account(customer.id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!((account.credit_limit, account.inbound_url), (0, None), "no refused PATCH changed the account");
+    let routing = app.store.coordination().setting(tern_handlers::routing::ROUTING_SETTING).await.unwrap();
+    assert_eq!(routing, None, "no refused routing table was stored");
+    let accounts = app.store.accounts().list_accounts(None, None, 100).await.unwrap();
+    assert_eq!(accounts.len(), 3, "no refused account was created");
 }
 
 impl Case {

@@ -37,3 +37,20 @@ async fn the_curl_examples_of_docs_api_md_work() {
     assert!(output.status.success(), "docs/api.md examples failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("\"status\":\"delivered\"") || stdout.contains("accepted"), "{stdout}");
 }
+
+/// The signature example of docs/api.md is what Tern's signer produces, so
+/// a receiver following the guide verifies real webhooks.
+#[test]
+fn the_signature_example_of_docs_api_md_is_what_tern_signs() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
+    let value = |name: &str| {
+        let line =
+            doc.lines().find(|l| l.starts_with(&format!("{name}='"))).unwrap_or_else(|| panic!("no {name}= line"));
+        line[name.len() + 2..].split('\'').next().unwrap().to_owned()
+    };
+    let (secret, header, body) = (value("SECRET"), value("HEADER"), value("BODY"));
+    let t: i64 = header.strip_prefix("t=").unwrap().split(',').next().unwrap().parse().unwrap();
+    assert_eq!(tern_handlers::webhook::sign(&secret, t, body.as_bytes()), header);
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["type"], "message.inbound");
+}

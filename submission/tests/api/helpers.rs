@@ -80,6 +80,14 @@ impl TestApp {
         self.client.delete(format!("{}{path}", self.url))
     }
 
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.client.patch(format!("{}{path}", self.url))
+    }
+
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.client.put(format!("{}{path}", self.url))
+    }
+
     pub fn admin(&self, builder: RequestBuilder) -> RequestBuilder {
         builder.bearer_auth(ADMIN_TOKEN)
     }

@@ -4,10 +4,13 @@
 
 mod helpers;
 
+mod account_settings;
 mod accounts;
 mod bad_input;
 mod batches;
 mod docs;
+mod inbound;
 mod messages;
 mod operations;
+mod routing;
 mod tenancy;

@@ -24,12 +24,23 @@ async fn health_readiness_metrics_and_openapi(app: TestApp) {
 
     let doc = expect(app.get("/openapi.json").send().await.unwrap(), StatusCode::OK).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
-    for path in
-        ["/v1/messages", "/v1/messages/{id}", "/v1/batches", "/v1/batches/{id}", "/v1/balance", "/admin/v1/accounts"]
-    {
+    for path in [
+        "/v1/messages",
+        "/v1/messages/{id}",
+        "/v1/batches",
+        "/v1/batches/{id}",
+        "/v1/balance",
+        "/v1/inbound",
+        "/admin/v1/accounts",
+        "/admin/v1/routing",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
-    assert!(doc["components"]["schemas"].get("SendMessage").is_some());
+    assert!(doc["paths"]["/admin/v1/accounts/{id}"].get("patch").is_some(), "PATCH account missing");
+    assert!(doc["paths"]["/admin/v1/routing"].get("put").is_some(), "PUT routing missing");
+    for schema in ["SendMessage", "UpdateAccount", "InboundMessage", "RoutingView"] {
+        assert!(doc["components"]["schemas"].get(schema).is_some(), "{schema} missing from the OpenAPI document");
+    }
     let unknown = app.get("/v2/nothing").send().await.unwrap();
     expect_problem(unknown, StatusCode::NOT_FOUND).await;
 }
