@@ -1,4 +1,5 @@
 //! Load harness: benchmarks and the nightly stress run.
 
+pub mod pipeline_bench;
 pub mod queue_bench;
 pub mod submission_bench;

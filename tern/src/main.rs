@@ -63,6 +63,23 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         max_messages: usize,
     },
+    /// Messages/s through the `mt` stage (opt-out → routing → billing) with 1 and more workers.
+    Pipeline {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Messages per run.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Worker counts to run with.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        workers: Vec<usize>,
+        /// Entries claimed per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Batches in flight per worker.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// The REST API under load: single sends and batches through real HTTP.
     Submission {
         #[command(flatten)]
@@ -91,7 +108,7 @@ enum Backend {
     Mongodb,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct StoreArgs {
     /// Which backend.
     #[arg(long, value_enum, default_value = "sqlite")]
@@ -194,6 +211,24 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
                 ..QueueBenchPlan::default()
             };
             queue_bench::run(&store, &plan).await?;
+        }
+        Command::Bench(Bench::Pipeline { store, messages, workers, batch_size, concurrency }) => {
+            let mut plan = tern_stress::pipeline_bench::PipelineBenchPlan { messages, workers, ..Default::default() };
+            plan.stage.batch_size = batch_size;
+            plan.stage.concurrency = concurrency;
+            let backend = format!("{:?}", store.backend).to_lowercase();
+            let runs = std::sync::atomic::AtomicUsize::new(0);
+            // Each run gets a fresh SQLite file or MongoDB database.
+            let fresh = || {
+                let n = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut args = store.clone();
+                args.path = Some(
+                    args.path.clone().unwrap_or_else(|| scratch.join("pipeline.db")).with_extension(format!("{n}.db")),
+                );
+                args.database = format!("{}_pipeline_{}_{n}", args.database, std::process::id());
+                args.config(scratch)
+            };
+            tern_stress::pipeline_bench::run(&backend, fresh, &plan).await?;
         }
         Command::Bench(Bench::Submission { store, seconds, clients, batch_clients, batch_size, server_workers }) => {
             let store = store.config(scratch).connect().await?;

@@ -491,14 +491,24 @@ impl MessageIndexBackend for MongoRecords {
     /// An update older than the row's status is skipped: two stages
     /// recording at once may write their folds in either order, and the fold
     /// of more events is never older.
+    /// A stage's updates mostly share a status and an instant (one batch,
+    /// one clock reading): one `update_many` per such group instead of one
+    /// round trip per message.
     async fn update_statuses(&self, updates: &[StatusUpdate]) -> Result<()> {
-        futures::stream::iter(updates.iter().copied())
-            .map(|u| {
-                let at = u.at.timestamp_millis();
-                let filter = doc! { "_id": u.message_id.to_string(), "updated_at": { "$lte": at } };
-                let update = doc! { "$set": { "status": u.status.as_str(), "updated_at": at } };
-                self.messages.update_one(filter, update).into_future()
+        let mut groups: std::collections::BTreeMap<(String, i64), Vec<String>> = Default::default();
+        for u in updates {
+            let key = (u.status.as_str().to_owned(), u.at.timestamp_millis());
+            groups.entry(key).or_default().push(u.message_id.to_string());
+        }
+        let updates: Vec<(Document, Document)> = groups
+            .into_iter()
+            .map(|((status, at), ids)| {
+                let filter = doc! { "_id": { "$in": ids }, "updated_at": { "$lte": at } };
+                (filter, doc! { "$set": { "status": status, "updated_at": at } })
             })
+            .collect();
+        futures::stream::iter(updates)
+            .map(|(filter, update)| self.messages.update_many(filter, update).into_future())
             .buffer_unordered(UPDATE_CONCURRENCY)
             .try_for_each(|_| async { Ok(()) })
             .await?;

@@ -160,12 +160,37 @@ async fn charge(conn: &mut SqliteConnection, charges: &[Charge]) -> Result<Vec<C
             return Err(QueueError::Invalid(format!("the charge of {} names a payer twice", charge.message_id)));
         }
     }
+    // A charge's debits are written together, so its first debit's ledger
+    // row tells whether it was made; one query looks them all up.
+    let mut seen = std::collections::HashSet::new();
+    for chunk in charges.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT reference FROM ledger WHERE reference IN (");
+        let mut list = query.separated(", ");
+        for charge in chunk {
+            if let Some(first) = charge.debits.first() {
+                list.push_bind(format!("charge:{}:{}", charge.message_id, first.account_id));
+            }
+        }
+        query.push(")");
+        for row in query.build().fetch_all(&mut *conn).await? {
+            seen.insert(row.try_get::<String, _>("reference")?);
+        }
+    }
     'charges: for charge in charges {
         if let Some(earlier) = charged_now.get(&charge.message_id) {
             outcomes.push(ChargeOutcome::AlreadyCharged(earlier.to_vec()));
             continue;
         }
-        let recorded = recorded_debits(conn, "charge", charge.message_id).await?;
+        let made = charge
+            .debits
+            .first()
+            .is_some_and(|d| seen.contains(&format!("charge:{}:{}", charge.message_id, d.account_id)));
+        // The payers may differ from an earlier attempt's (a plan changed): the prefix finds those too.
+        let recorded = if made || charge.debits.is_empty() {
+            recorded_debits(conn, "charge", charge.message_id).await?
+        } else {
+            Vec::new()
+        };
         if !recorded.is_empty() {
             outcomes.push(ChargeOutcome::AlreadyCharged(recorded));
             continue;

@@ -31,7 +31,9 @@ pub(super) enum RecordOp {
 
 impl RecordOp {
     pub(super) fn needs_savepoint(&self) -> bool {
-        matches!(self, Self::TopUp { .. } | Self::BeginRequest { .. } | Self::UpdateStatuses(_))
+        // A status update of one chunk is a single statement, atomic on its own.
+        matches!(self, Self::TopUp { .. } | Self::BeginRequest { .. })
+            || matches!(self, Self::UpdateStatuses(updates) if updates.len() > CHUNK / 2)
     }
 
     pub(super) async fn execute(&self, conn: &mut SqliteConnection) -> Result<Outcome> {
@@ -101,17 +103,22 @@ impl RecordOp {
                 Ok(Outcome::Count(done.rows_affected()))
             }
             Self::UpdateStatuses(updates) => {
-                for update in updates {
-                    sqlx::query(
-                        "UPDATE messages SET status = ?1, updated_at = ?2 \
-                         WHERE account_id = ?3 AND message_id = ?4 AND updated_at <= ?2",
-                    )
-                    .bind(update.status.as_str())
-                    .bind(update.at.timestamp_millis())
-                    .bind(update.account_id.to_string())
-                    .bind(update.message_id.to_string())
-                    .execute(&mut *conn)
-                    .await?;
+                // One statement per chunk: each statement is a round trip to
+                // the connection's thread, and a worker updates hundreds at once.
+                for chunk in updates.chunks(CHUNK / 2) {
+                    let mut update = QueryBuilder::<Sqlite>::new("WITH v(account_id, message_id, status, at) AS (");
+                    update.push_values(chunk, |mut row, u| {
+                        row.push_bind(u.account_id.to_string())
+                            .push_bind(u.message_id.to_string())
+                            .push_bind(u.status.as_str())
+                            .push_bind(u.at.timestamp_millis());
+                    });
+                    update.push(
+                        ") UPDATE messages SET status = v.status, updated_at = v.at FROM v \
+                         WHERE messages.account_id = v.account_id AND messages.message_id = v.message_id \
+                         AND messages.updated_at <= v.at",
+                    );
+                    update.build().execute(&mut *conn).await?;
                 }
                 Ok(Outcome::Done)
             }
