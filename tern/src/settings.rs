@@ -86,4 +86,24 @@ mod tests {
         let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
         assert!(err.contains("no_such_key"), "{err}");
     }
+
+    #[test]
+    fn every_example_in_the_configuration_guide_loads() {
+        let guide = include_str!("../../docs/configuration.md");
+        let dir = tempfile::tempdir().unwrap();
+        let mut examples = 0;
+        for (i, block) in guide.split("```toml\n").skip(1).enumerate() {
+            let text = block.split("```").next().unwrap();
+            let file = dir.path().join(format!("example{i}.toml"));
+            std::fs::write(&file, text).unwrap();
+            let settings = Settings::load(Some(&file)).unwrap_or_else(|e| panic!("example {i}: {e:#}\n{text}"));
+            if text.contains("[[routing.routes]]") {
+                let table = settings.routing.table();
+                assert!(!table.routes.is_empty());
+                table.compile().unwrap();
+            }
+            examples += 1;
+        }
+        assert!(examples >= 5, "found {examples} examples");
+    }
 }
