@@ -82,6 +82,9 @@ impl SqliteStore {
             // instead of being read back from the WAL on every insert.
             .pragma("cache_size", "-65536")
             .foreign_keys(false)
+            // A claim or a history read returns hundreds of rows; hand them
+            // over in larger runs so the connection's thread stalls less often.
+            .row_buffer_size(1024)
             .disable_statement_logging();
         let mut conn = options
             .connect()
