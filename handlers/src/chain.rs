@@ -87,11 +87,6 @@ impl<W> fmt::Debug for Chain<W> {
 }
 
 impl<W: Send + 'static> Chain<W> {
-    /// The handlers' names, in order.
-    pub fn names(&self) -> Vec<&str> {
-        self.steps.iter().map(|(name, _)| name.as_str()).collect()
-    }
-
     /// Runs every handler over the items still going; returns each item's
     /// final outcome (`Continue` for those that passed every handler).
     pub async fn run(&self, items: &mut [W]) -> Result<Vec<Outcome>, HandlerError> {

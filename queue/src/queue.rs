@@ -296,11 +296,6 @@ impl Consumer {
         self.backend.extend(leases, Duration::ZERO).await
     }
 
-    /// The options this consumer claims with.
-    pub fn options(&self) -> ConsumerOptions {
-        self.options
-    }
-
     /// The topic this consumer reads.
     pub fn topic(&self) -> &str {
         &self.topic

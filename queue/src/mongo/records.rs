@@ -490,10 +490,9 @@ impl AccountsBackend for MongoRecords {
 impl MessageIndexBackend for MongoRecords {
     /// An update older than the row's status is skipped: two stages
     /// recording at once may write their folds in either order, and the fold
-    /// of more events is never older.
-    /// A stage's updates mostly share a status and an instant (one batch,
-    /// one clock reading): one `update_many` per such group instead of one
-    /// round trip per message.
+    /// of more events is never older. A stage's updates mostly share a status
+    /// and an instant (one batch, one clock reading): one `update_many` per
+    /// such group instead of one round trip per message.
     async fn update_statuses(&self, updates: &[StatusUpdate]) -> Result<()> {
         let mut groups: std::collections::BTreeMap<(String, i64), Vec<String>> = Default::default();
         for u in updates {

@@ -10,6 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tern_core::{AccountId, MessageId, MessageStatus};
 
 use super::ops::{CHUNK, Outcome};
+use super::records::{from_millis, limit, parse, status_from};
 use super::{SqliteStore, unexpected};
 use crate::accounts::{Account, AccountUpdate};
 use crate::billing::{Charge, ChargeOutcome, Debit};
@@ -118,14 +119,13 @@ async fn update_account(conn: &mut SqliteConnection, id: &str, update: &AccountU
     Ok(Some(account))
 }
 
-fn charge_prefix(message: MessageId) -> (String, String) {
-    // ';' sorts right after ':', so [from, to) is every reference with the prefix.
-    (format!("charge:{message}:"), format!("charge:{message};"))
+/// The ledger references `<kind>:<message>:*` as a range: ';' sorts right after ':'.
+fn ledger_range(kind: &str, message: MessageId) -> (String, String) {
+    (format!("{kind}:{message}:"), format!("{kind}:{message};"))
 }
 
 async fn recorded_debits(conn: &mut SqliteConnection, kind: &str, message: MessageId) -> Result<Vec<Debit>> {
-    let (from, to) = charge_prefix(message);
-    let (from, to) = (from.replacen("charge", kind, 1), to.replacen("charge", kind, 1));
+    let (from, to) = ledger_range(kind, message);
     let rows = sqlx::query(
         "SELECT account_id, amount, currency FROM ledger WHERE reference >= ? AND reference < ? ORDER BY at, reference",
     )
@@ -335,14 +335,6 @@ async fn put_inbound(conn: &mut SqliteConnection, rows: &[InboundRow]) -> Result
     Ok(())
 }
 
-fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T> {
-    value.parse().map_err(|_| QueueError::Corrupt(format!("stored {what} {value:?} does not parse")))
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 fn inbound_from(row: &SqliteRow) -> Result<InboundRow> {
     Ok(InboundRow {
         message_id: parse(row.try_get("message_id")?, "message id")?,
@@ -354,10 +346,6 @@ fn inbound_from(row: &SqliteRow) -> Result<InboundRow> {
         reply_to: row.try_get::<Option<String>, _>("reply_to")?.map(|m| parse(&m, "message id")).transpose()?,
         received_at: from_millis(row.try_get("received_at")?),
     })
-}
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
@@ -405,10 +393,7 @@ impl SqliteStore {
                 separated.push_unseparated(")");
             }
             for row in query.build().fetch_all(&self.readers).await? {
-                let status: String = row.try_get("status")?;
-                let status = serde_json::from_value(serde_json::Value::String(status.clone()))
-                    .map_err(|_| QueueError::Corrupt(format!("stored status {status:?} is unknown")))?;
-                found.push((parse(row.try_get("message_id")?, "message id")?, status));
+                found.push((parse(row.try_get("message_id")?, "message id")?, status_from(row.try_get("status")?)?));
             }
         }
         Ok(found)

@@ -233,15 +233,15 @@ pub(super) async fn insert_message_rows<M: std::borrow::Borrow<MessageRow>>(
     Ok(())
 }
 
-fn from_millis(ms: i64) -> DateTime<Utc> {
+pub(super) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T> {
+pub(super) fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T> {
     value.parse().map_err(|_| QueueError::Corrupt(format!("stored {what} {value:?} does not parse")))
 }
 
-fn status_from(value: &str) -> Result<MessageStatus> {
+pub(super) fn status_from(value: &str) -> Result<MessageStatus> {
     serde_json::from_value(serde_json::Value::String(value.to_owned()))
         .map_err(|_| QueueError::Corrupt(format!("stored status {value:?} is unknown")))
 }
@@ -324,7 +324,7 @@ fn push_range(query: &mut QueryBuilder<'_, Sqlite>, q: &MessageQuery) {
     }
 }
 
-fn limit(n: usize) -> i64 {
+pub(super) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
