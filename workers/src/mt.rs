@@ -58,13 +58,24 @@ enum Decision {
     /// Worked on by the chain (index into the items given to it).
     Chain(usize),
     /// Settled without the chain, recording these facts (none for a message already finished).
-    Direct(Vec<EventKind>),
+    Direct(Box<MtEntry>, Vec<EventKind>),
     /// The entry cannot be read: leave it to be retried, then dead-lettered.
     Unreadable(String),
 }
 
 fn account_of(entry: &MtEntry) -> Option<AccountId> {
     entry.accepted.account_id
+}
+
+/// An entry read once: the entry, its message's fields and its owner.
+type Readable = (MtEntry, Outbound, AccountId);
+
+fn read(delivery: &Delivery) -> Result<Readable, String> {
+    let entry: MtEntry = delivery.payload_json().map_err(|e| e.to_string())?;
+    match (Outbound::from_kind(&entry.accepted.kind), account_of(&entry)) {
+        (Some(message), Some(account)) => Ok((entry, message, account)),
+        _ => Err("the entry is not an accepted message with an account".to_owned()),
+    }
 }
 
 #[async_trait]
@@ -76,27 +87,18 @@ impl Stage for MtStage {
     #[tracing::instrument(skip_all, fields(entries = deliveries.len()))]
     async fn process(&self, consumer: &Consumer, deliveries: Vec<Delivery>) -> Result<(), WorkerError> {
         let now = Utc::now();
-        let entries: Vec<Result<MtEntry, String>> = deliveries
-            .iter()
-            .map(|d| {
-                let entry: MtEntry = d.payload_json().map_err(|e| e.to_string())?;
-                match (Outbound::from_kind(&entry.accepted.kind), account_of(&entry)) {
-                    (Some(_), Some(_)) => Ok(entry),
-                    _ => Err("the entry is not an accepted message with an account".to_owned()),
-                }
-            })
-            .collect();
-        let readable: Vec<&MtEntry> = entries.iter().filter_map(|e| e.as_ref().ok()).collect();
-        let accounts = self.accounts(readable.iter().filter_map(|e| account_of(e)).collect()).await?;
+        let entries: Vec<Result<Readable, String>> = deliveries.iter().map(read).collect();
+        let readable: Vec<&Readable> = entries.iter().filter_map(|e| e.as_ref().ok()).collect();
+        let accounts = self.accounts(readable.iter().map(|(_, _, account)| *account).collect()).await?;
         let keys: Vec<(AccountId, MessageId)> =
-            readable.iter().filter_map(|e| Some((account_of(e)?, e.accepted.message_id))).collect();
+            readable.iter().map(|(entry, _, account)| (*account, entry.accepted.message_id)).collect();
         let finished = self.store.messages().finished(&keys).await?;
         // Only redeliveries need their history: handlers reuse what was decided before.
         let redelivered: Vec<MessageId> = deliveries
             .iter()
             .zip(&entries)
             .filter(|(d, _)| d.attempts() > 1)
-            .filter_map(|(_, e)| e.as_ref().ok().map(|e| e.accepted.message_id))
+            .filter_map(|(_, e)| e.as_ref().ok().map(|(entry, _, _)| entry.accepted.message_id))
             .collect();
         let mut histories: HashMap<MessageId, Vec<Event>> = HashMap::new();
         for event in self.store.journal().messages_events(&redelivered).await? {
@@ -108,20 +110,21 @@ impl Stage for MtStage {
         for (delivery, entry) in deliveries.into_iter().zip(entries) {
             let decision = match entry {
                 Err(reason) => Decision::Unreadable(reason),
-                Ok(entry) => {
+                Ok((entry, message, owner)) => {
                     let id = entry.accepted.message_id;
-                    let account = account_of(&entry).and_then(|a| accounts.get(&a).cloned());
-                    let message = Outbound::from_kind(&entry.accepted.kind);
-                    match (account, message) {
-                        _ if finished.contains(&id) => Decision::Direct(Vec::new()),
-                        (None, _) => Decision::Direct(vec![EventKind::Rejected {
-                            code: "unknown_account".into(),
-                            detail: "the message's account no longer exists".into(),
-                        }]),
-                        (Some(_), Some(message)) if message.expires_at <= now => {
-                            Decision::Direct(vec![EventKind::Expired])
+                    match accounts.get(&owner).cloned() {
+                        _ if finished.contains(&id) => Decision::Direct(Box::new(entry), Vec::new()),
+                        None => {
+                            let rejected = EventKind::Rejected {
+                                code: "unknown_account".into(),
+                                detail: "the message's account no longer exists".into(),
+                            };
+                            Decision::Direct(Box::new(entry), vec![rejected])
                         }
-                        (Some(account), Some(message)) => {
+                        Some(_) if message.expires_at <= now => {
+                            Decision::Direct(Box::new(entry), vec![EventKind::Expired])
+                        }
+                        Some(account) => {
                             work.push(Mt {
                                 history: histories.remove(&id).unwrap_or_default(),
                                 entry,
@@ -134,7 +137,6 @@ impl Stage for MtStage {
                             });
                             Decision::Chain(work.len() - 1)
                         }
-                        (Some(_), None) => Decision::Unreadable("not an accepted message".into()),
                     }
                 }
             };
@@ -178,11 +180,9 @@ impl MtStage {
                     tracing::error!(entry = item.delivery.id(), %reason, "unreadable mt entry");
                     retries.push((item.delivery, Duration::from_secs(60), reason, None));
                 }
-                Decision::Direct(facts) => {
-                    if let Ok(entry) = item.delivery.payload_json::<MtEntry>() {
-                        let redelivered = item.delivery.attempts() > 1 || entry.route_attempt.unwrap_or(1) > 1;
-                        events.extend(self.finish(&entry, &[], facts, redelivered, now).await?);
-                    }
+                Decision::Direct(entry, facts) => {
+                    let redelivered = item.delivery.attempts() > 1 || entry.route_attempt.unwrap_or(1) > 1;
+                    events.extend(self.finish(&entry, &[], facts, redelivered, now).await?);
                     acks.push(item.delivery);
                 }
                 Decision::Chain(i) => {
