@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use tern_core::{Event, EventKind};
+use tern_core::EventKind;
 use tern_queue::{InboundRow, NewEntry, Store};
 
 use crate::webhook::{CALLBACKS_TOPIC, WebhookEntry};
@@ -111,21 +111,10 @@ impl Handler<Mo> for InboundForward {
                 received_at: mo.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             })
             .map_err(anyhow::Error::from)?;
-            let received = Event::new(
-                mo.message_id,
-                None,
-                mo.received_at,
-                EventKind::InboundReceived {
-                    from: mo.from.clone(),
-                    to: mo.to.clone(),
-                    body: mo.body.clone(),
-                    connector: mo.connector.clone(),
-                },
-            );
             let entry = WebhookEntry {
                 account_id: account.id,
                 message_id: mo.message_id,
-                event_id: received.id,
+                event_id: mo.received,
                 url: url.clone(),
                 body,
                 first_at: mo.received_at,

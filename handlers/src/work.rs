@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tern_core::{AccountId, BatchId, Encoding, Event, EventKind, MessageId};
+use tern_core::{AccountId, BatchId, Encoding, Event, EventId, EventKind, MessageId};
 use tern_queue::Account;
 
 /// An `mt` queue entry: the message's `Accepted` event, and which routing
@@ -178,6 +178,8 @@ pub struct MoEntry {
 pub struct Mo {
     /// The inbound message's id.
     pub message_id: MessageId,
+    /// Id of its `InboundReceived` event (what its webhook reports).
+    pub received: EventId,
     /// The handset, E.164.
     pub from: String,
     /// The number or short code it was sent to.
@@ -204,6 +206,7 @@ impl Mo {
         match &event.kind {
             EventKind::InboundReceived { from, to, body, connector } => Some(Self {
                 message_id: event.message_id,
+                received: event.id,
                 from: from.clone(),
                 to: to.clone(),
                 body: body.clone(),
