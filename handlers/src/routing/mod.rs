@@ -34,7 +34,13 @@ pub fn down_lease(connector: &str) -> String {
 #[derive(Debug)]
 struct Live {
     table: Arc<CompiledTable>,
+    /// Version of the stored table in use; 0 for the configured one.
     version: i64,
+    /// The connectors `table` names, whose down leases are watched.
+    connectors: Vec<String>,
+    /// A stored version that did not compile, so it is not parsed (and
+    /// logged) again on every refresh.
+    refused: i64,
     down: HashSet<String>,
 }
 
@@ -42,7 +48,6 @@ struct Live {
 #[derive(Debug, Clone)]
 pub struct Routing {
     store: Store,
-    configured: RoutingTable,
     live: Arc<RwLock<Live>>,
 }
 
@@ -50,8 +55,14 @@ impl Routing {
     /// Starts from the configured table, then the stored one if there is one.
     pub async fn new(store: Store, configured: RoutingTable) -> Result<Self, HandlerError> {
         let table = configured.compile().map_err(|e| HandlerError::Config(format!("routing table: {e}")))?;
-        let live = Live { table: Arc::new(table), version: 0, down: HashSet::new() };
-        let this = Self { store, configured, live: Arc::new(RwLock::new(live)) };
+        let live = Live {
+            table: Arc::new(table),
+            version: 0,
+            connectors: configured.connectors(),
+            refused: 0,
+            down: HashSet::new(),
+        };
+        let this = Self { store, live: Arc::new(RwLock::new(live)) };
         this.refresh().await?;
         Ok(this)
     }
@@ -59,47 +70,46 @@ impl Routing {
     /// Reloads the stored table if it changed, and which connectors are down.
     pub async fn refresh(&self) -> Result<(), HandlerError> {
         let stored = self.store.coordination().setting(ROUTING_SETTING).await?;
-        let current = self.version();
+        let (current, refused, mut connectors) = {
+            let live = self.live.read().map_err(|_| anyhow::anyhow!("routing table lock poisoned"))?;
+            (live.version, live.refused, live.connectors.clone())
+        };
         let mut replacement = None;
-        if let Some(setting) = stored.filter(|s| s.version != current) {
+        let mut newly_refused = None;
+        if let Some(setting) = stored.filter(|s| s.version != current && s.version != refused) {
             match serde_json::from_str::<RoutingTable>(&setting.value)
                 .map_err(|e| e.to_string())
                 .and_then(|t| t.compile().map(|c| (t, c)).map_err(|e| e.to_string()))
             {
                 Ok((table, compiled)) => {
                     tracing::info!(version = setting.version, routes = table.routes.len(), "routing table loaded");
-                    replacement = Some((Arc::new(compiled), setting.version, table.connectors()));
+                    connectors = table.connectors();
+                    replacement = Some((Arc::new(compiled), setting.version));
                 }
-                Err(e) => tracing::error!(version = setting.version, error = %e, "stored routing table ignored"),
+                Err(e) => {
+                    tracing::error!(version = setting.version, error = %e, "stored routing table ignored");
+                    newly_refused = Some(setting.version);
+                }
             }
         }
-        let connectors = match &replacement {
-            Some((_, _, connectors)) => connectors.clone(),
-            None if current == 0 => self.configured.connectors(),
-            None => self.stored_connectors().await?,
-        };
         let mut down = HashSet::new();
-        for connector in connectors {
-            if self.store.coordination().lease_holder(&down_lease(&connector)).await?.is_some() {
-                down.insert(connector);
+        for connector in &connectors {
+            if self.store.coordination().lease_holder(&down_lease(connector)).await?.is_some() {
+                down.insert(connector.clone());
             }
         }
         let mut live = self.live.write().map_err(|_| anyhow::anyhow!("routing table lock poisoned"))?;
-        if let Some((table, version, _)) = replacement {
+        if let Some((table, version)) = replacement {
             live.table = table;
             live.version = version;
+            live.connectors = connectors;
             metrics::gauge!(crate::metrics::ROUTING_TABLE_VERSION).set(version as f64);
+        }
+        if let Some(version) = newly_refused {
+            live.refused = version;
         }
         live.down = down;
         Ok(())
-    }
-
-    async fn stored_connectors(&self) -> Result<Vec<String>, HandlerError> {
-        let stored = self.store.coordination().setting(ROUTING_SETTING).await?;
-        Ok(stored
-            .and_then(|s| serde_json::from_str::<RoutingTable>(&s.value).ok())
-            .map(|t| t.connectors())
-            .unwrap_or_default())
     }
 
     /// Refreshes every `every` until the process ends.
