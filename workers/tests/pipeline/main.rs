@@ -25,6 +25,7 @@ pipeline_suite!(
     replies::replies_are_matched_listed_and_forwarded,
     runtime::failing_messages_are_dead_lettered_and_refunded,
     runtime::shutdown_drains_in_flight_work_and_releases_the_rest,
+    runtime::leases_are_extended_while_a_batch_is_in_flight,
     scheduler::two_schedulers_release_each_message_exactly_once,
     scheduler::validity_expiry_refunds_unsent_messages_only,
 );

@@ -131,3 +131,31 @@ pub async fn shutdown_drains_in_flight_work_and_releases_the_rest(store: &TestSt
     let claimed = store.queue().consumer("stuck", config.consumer()).claim(10).await.unwrap();
     assert_eq!(claimed.deliveries.len(), 5, "released leases are claimable at once");
 }
+
+pub async fn leases_are_extended_while_a_batch_is_in_flight(store: &TestStore) {
+    publish(store, "long", 3).await;
+    let (started, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Work takes five leases' worth of time; without extension the entries
+    // would be handed to the rival below after 400 ms.
+    let stage =
+        Arc::new(Slow { started: started.clone(), finished: finished.clone(), hold: Duration::from_millis(2_000) });
+    let config = StageConfig { concurrency: 1, batch_size: 10, lease_ms: 400, max_attempts: 10 };
+    let (shutdown, stop) = Shutdown::new();
+    let runner = tokio::spawn(
+        Runner::new(stage, store.queue().consumer("long", config.consumer()), config, Duration::from_secs(10))
+            .run(stop),
+    );
+    while started.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rival = store.queue().consumer("long", config.consumer());
+    while finished.load(Ordering::SeqCst) == 0 {
+        let claimed = rival.claim(10).await.unwrap();
+        assert!(claimed.deliveries.is_empty(), "an entry in flight was handed to another consumer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.trigger();
+    runner.await.unwrap();
+    assert_eq!(finished.load(Ordering::SeqCst), 3);
+    assert_eq!(store.queue().depth("long").await.unwrap().pending(), 0, "acked under the extended lease");
+}
