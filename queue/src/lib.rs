@@ -23,6 +23,7 @@ mod journal;
 pub mod messages;
 pub mod mongo;
 mod queue;
+pub mod smsc;
 pub mod sqlite;
 mod store;
 #[cfg(feature = "test-suite")]
@@ -44,6 +45,7 @@ pub use queue::{
     Claim, ClaimedEntry, Consumer, ConsumerOptions, Deliveries, Delivery, Depth, LeaseRef, NackOutcome, NewEntry,
     Producer, PublishReceipt, Queue, QueueBackend,
 };
+pub use smsc::{MoPart, MoPartKey, Smsc, SmscBackend, SmscIdRecord};
 pub use store::{AcceptBackend, Store, StoreParts};
 
 /// Result type of this crate.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tern_core::{Event, MessageId, MessageStatus};
 
-use crate::{Accounts, Contacts, Coordination, Journal, Messages, NewEntry, Queue, Result, StatusUpdate};
+use crate::{Accounts, Contacts, Coordination, Journal, Messages, NewEntry, Queue, Result, Smsc, StatusUpdate};
 
 /// Writing a message's first events and its first queue entry as one
 /// crash-atomic step. See `docs/architecture.md`, "Accepting a message".
@@ -33,6 +33,7 @@ pub struct Store {
     messages: Messages,
     contacts: Contacts,
     coordination: Coordination,
+    smsc: Smsc,
     backend_name: &'static str,
 }
 
@@ -53,13 +54,20 @@ pub struct StoreParts {
     pub contacts: Contacts,
     /// Leases and settings.
     pub coordination: Coordination,
+    /// SMSC id records and inbound parts.
+    pub smsc: Smsc,
 }
 
 impl Store {
     /// Assembles a store from one backend's parts.
     pub fn new(parts: StoreParts, backend_name: &'static str) -> Self {
-        let StoreParts { queue, journal, accept, accounts, messages, contacts, coordination } = parts;
-        Self { queue, journal, accept, accounts, messages, contacts, coordination, backend_name }
+        let StoreParts { queue, journal, accept, accounts, messages, contacts, coordination, smsc } = parts;
+        Self { queue, journal, accept, accounts, messages, contacts, coordination, smsc, backend_name }
+    }
+
+    /// What connectors keep: SMSC message ids, parts of inbound messages.
+    pub fn smsc(&self) -> &Smsc {
+        &self.smsc
     }
 
     /// Opt-outs, conversations, inbound messages.

@@ -20,6 +20,7 @@ mod coordination;
 mod journal;
 mod queue;
 mod records;
+mod smsc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,10 @@ use self::coordination::MongoCoordination;
 use self::journal::MongoJournal;
 use self::queue::{Deployment, MongoQueue};
 use self::records::MongoRecords;
+use self::smsc::MongoSmsc;
 use crate::{
-    Accounts, Contacts, Coordination, Journal, Messages, MongoConfig, Queue, QueueError, Result, Store, StoreParts,
+    Accounts, Contacts, Coordination, Journal, Messages, MongoConfig, Queue, QueueError, Result, Smsc, Store,
+    StoreParts,
 };
 
 /// Queue, journal, accept, accounts, message index, contacts and
@@ -48,6 +51,7 @@ pub struct MongoStore {
     records: Arc<MongoRecords>,
     contacts: Arc<MongoContacts>,
     coordination: Arc<MongoCoordination>,
+    smsc: Arc<MongoSmsc>,
 }
 
 impl MongoStore {
@@ -75,7 +79,9 @@ impl MongoStore {
         let contacts = Arc::new(MongoContacts::new(&main));
         contacts.create_indexes().await?;
         let coordination = Arc::new(MongoCoordination::new(&main));
-        Ok(Self { queue, journal, accept, records, contacts, coordination })
+        let smsc = Arc::new(MongoSmsc::new(&main));
+        smsc.create_indexes().await?;
+        Ok(Self { queue, journal, accept, records, contacts, coordination, smsc })
     }
 
     /// The store as the rest of Tern sees it.
@@ -88,6 +94,7 @@ impl MongoStore {
             messages: Messages::new(self.records),
             contacts: Contacts::new(self.contacts),
             coordination: Coordination::new(self.coordination),
+            smsc: Smsc::new(self.smsc),
         };
         Store::new(parts, "mongodb")
     }

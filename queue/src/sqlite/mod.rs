@@ -10,6 +10,7 @@
 mod ops;
 mod pipeline;
 mod records;
+mod smsc;
 mod writer;
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ use crate::queue::millis;
 use crate::{
     AcceptBackend, Claim, ClaimedEntry, Contacts, Coordination, Depth, Journal, JournalBackend, JournalRecord,
     LeaseRef, NackOutcome, NewEntry, Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, SqliteConfig,
-    Store, StoreParts,
+    Smsc, Store, StoreParts,
 };
 
 /// Rows deleted per purge transaction, so a big purge never stalls other writers.
@@ -113,7 +114,8 @@ impl SqliteStore {
             accounts: Accounts::new(this.clone()),
             messages: Messages::new(this.clone()),
             contacts: Contacts::new(this.clone()),
-            coordination: Coordination::new(this),
+            coordination: Coordination::new(this.clone()),
+            smsc: Smsc::new(this),
         };
         Store::new(parts, "sqlite")
     }

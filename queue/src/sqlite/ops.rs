@@ -7,6 +7,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::pipeline::PipelineOp;
 use super::records::{RecordOp, insert_message_rows};
+use super::smsc::SmscOp;
 use crate::accounts::{Account, Begin, TopUp};
 use crate::billing::{ChargeOutcome, Debit};
 use crate::messages::MessageRow;
@@ -35,6 +36,7 @@ pub(super) enum Op {
     Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry>, index: Vec<MessageRow> },
     Record(RecordOp),
     Pipeline(PipelineOp),
+    Smsc(SmscOp),
 }
 
 /// What a write did; each [`Op`] has one kind of outcome.
@@ -50,6 +52,7 @@ pub(super) enum Outcome {
     Account(Option<Account>),
     Charged(Vec<ChargeOutcome>),
     Refunded(Vec<Debit>),
+    Parts(Vec<crate::MoPart>),
     Done,
 }
 
@@ -82,6 +85,7 @@ impl Op {
             Self::Accept { .. } => accept_many(conn, &[self], now).await.map(|()| Outcome::Done),
             Self::Record(op) => op.execute(conn).await,
             Self::Pipeline(op) => op.execute(conn, now).await,
+            Self::Smsc(op) => op.execute(conn, now).await,
         }
     }
 
@@ -105,6 +109,7 @@ impl Op {
             Self::Accept { .. } => true,
             Self::Record(op) => op.needs_savepoint(),
             Self::Pipeline(op) => op.needs_savepoint(),
+            Self::Smsc(op) => op.needs_savepoint(),
             Self::Publish { entries, .. } => entries.len() > CHUNK,
             Self::Append { rows, .. } => rows.len() > CHUNK,
             Self::Ack { leases, .. } | Self::Extend { leases, .. } => {

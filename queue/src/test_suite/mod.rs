@@ -26,9 +26,11 @@
 
 mod pipeline;
 mod records;
+mod smsc;
 
 pub use pipeline::*;
 pub use records::*;
+pub use smsc::*;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -97,6 +99,10 @@ macro_rules! store_test_suite {
             expirable_messages_wait_for_the_grace_of_submitted_ones,
             messages_events_reads_several_messages_in_journal_order,
             racing_charges_debit_once_and_never_overdraw,
+            smsc_ids_are_found_per_connector_and_the_latest_write_wins,
+            old_smsc_ids_are_purged,
+            inbound_parts_gather_until_deleted,
+            stale_inbound_parts_are_purged,
         );
     };
     (@tests $factory:path; $($test:ident),* $(,)?) => {
