@@ -32,8 +32,8 @@ use crate::messages::{MessageRow, Messages};
 use crate::queue::millis;
 use crate::{
     AcceptBackend, Claim, ClaimedEntry, Contacts, Coordination, Depth, Journal, JournalBackend, JournalRecord,
-    LeaseRef, NackOutcome, NewEntry, Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, SqliteConfig,
-    Smsc, Store, StoreParts,
+    LeaseRef, NackOutcome, NewEntry, Position, PublishReceipt, Queue, QueueBackend, QueueError, Result, Smsc,
+    SqliteConfig, Store, StoreParts,
 };
 
 /// Rows deleted per purge transaction, so a big purge never stalls other writers.

@@ -69,7 +69,8 @@ fn part(key: &MoPartKey, seq: u8, payload: &[u8]) -> MoPart {
 
 /// Parts of one inbound message accumulate once each, in order, until deleted.
 pub async fn inbound_parts_gather_until_deleted(store: &Store) {
-    let key = MoPartKey { connector: "c1".into(), from: "+447700900001".into(), to: "4000".into(), reference: 7, total: 3 };
+    let key =
+        MoPartKey { connector: "c1".into(), from: "+447700900001".into(), to: "4000".into(), reference: 7, total: 3 };
     let same_ref_other_handset = MoPartKey { from: "+447700900002".into(), ..key.clone() };
     let (p1, p2, p3) = (part(&key, 1, b"\x00h"), part(&key, 2, b"\x00i"), part(&key, 3, b"\x00!"));
 
@@ -90,7 +91,8 @@ pub async fn inbound_parts_gather_until_deleted(store: &Store) {
 
 /// Parts whose siblings never came are purged after the cut-off.
 pub async fn stale_inbound_parts_are_purged(store: &Store) {
-    let key = MoPartKey { connector: "c1".into(), from: "+447700900003".into(), to: "4000".into(), reference: 300, total: 2 };
+    let key =
+        MoPartKey { connector: "c1".into(), from: "+447700900003".into(), to: "4000".into(), reference: 300, total: 2 };
     let old = MoPart { received_at: now_ms() - TimeDelta::hours(30), ..part(&key, 1, b"a") };
     store.smsc().put_mo_part(&old).await.unwrap();
     let fresh_key = MoPartKey { reference: 301, ..key.clone() };
