@@ -92,6 +92,9 @@ time_ordered_id!(
 /// Namespace for message ids derived from a batch row; fixed forever.
 const BATCH_ROW_NAMESPACE: Uuid = Uuid::from_u128(0x7465_726e_2d62_6174_6368_2d72_6f77_0001);
 
+/// Namespace for message ids derived from a name; fixed forever.
+const DERIVED_NAMESPACE: Uuid = Uuid::from_u128(0x7465_726e_2d6d_6573_7361_6765_2d69_6401);
+
 impl MessageId {
     /// The id of the message made from row `row` of batch `batch`: the same
     /// batch and row always give the same id, so a batch request retried
@@ -99,9 +102,23 @@ impl MessageId {
     /// instead of creating copies. A UUIDv7 with the batch's timestamp, so it
     /// sorts with the batch.
     pub fn for_batch_row(batch: BatchId, row: u64) -> Self {
-        let name = format!("{batch}/{row}");
-        let mut bytes = Uuid::new_v5(&BATCH_ROW_NAMESPACE, name.as_bytes()).into_bytes();
-        bytes[..6].copy_from_slice(&batch.0.as_bytes()[..6]);
+        Self::time_ordered(&batch.0.as_bytes()[..6], &BATCH_ROW_NAMESPACE, &format!("{batch}/{row}"))
+    }
+
+    /// The id of a message known by a stable name rather than created fresh:
+    /// the same `name` and `created` always give the same id (a UUIDv7 with
+    /// `created`'s timestamp), so recording it again after a crash is a
+    /// no-op. Connectors name a reassembled inbound message by its parts.
+    pub fn derived(created: chrono::DateTime<chrono::Utc>, name: &str) -> Self {
+        let millis = u64::try_from(created.timestamp_millis()).unwrap_or(0).to_be_bytes();
+        Self::time_ordered(&millis[2..], &DERIVED_NAMESPACE, name)
+    }
+
+    /// A UUIDv7 whose 48-bit timestamp is `timestamp` and whose rest is a
+    /// SHA-1 (v5) hash of `name`.
+    fn time_ordered(timestamp: &[u8], namespace: &Uuid, name: &str) -> Self {
+        let mut bytes = Uuid::new_v5(namespace, name.as_bytes()).into_bytes();
+        bytes[..6].copy_from_slice(timestamp);
         bytes[6] = (bytes[6] & 0x0f) | 0x70;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         Self(Uuid::from_bytes(bytes))
@@ -169,6 +186,17 @@ mod tests {
         let created = id.created_at().unwrap();
         assert!(MessageId::lower_bound(created) <= id);
         assert!(MessageId::lower_bound(created + chrono::TimeDelta::milliseconds(1)) > id);
+    }
+
+    #[test]
+    fn named_message_ids_are_stable_v7_at_their_instant() {
+        let at = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
+        let id = MessageId::derived(at, "c1/+447700900001/4000/7/3");
+        assert_eq!(id, MessageId::derived(at, "c1/+447700900001/4000/7/3"));
+        assert_ne!(id, MessageId::derived(at, "c1/+447700900001/4000/8/3"));
+        assert_ne!(id, MessageId::derived(at + chrono::TimeDelta::milliseconds(1), "c1/+447700900001/4000/7/3"));
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert_eq!(id.created_at().map(|t| t.timestamp_millis()), Some(at.timestamp_millis()));
     }
 
     #[test]

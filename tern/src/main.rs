@@ -37,6 +37,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// SMPP connectors: send what routing queued for them, record receipts and inbound messages.
+    Connector {
+        /// TOML configuration file (see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Run only these connectors (default: `[connector] run`, else every one configured).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Connect to the configured store, check it can serve Tern, and report its state.
     CheckStore(StoreArgs),
     /// Benchmarks that print their figures.
@@ -77,6 +86,26 @@ enum Bench {
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
         /// Batches in flight per worker.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Messages/s from a connector's queue through SMPP to the simulator and back as receipts.
+    Connector {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Messages per run (windows under 10 send a tenth).
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Window sizes to run with.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+        windows: Vec<usize>,
+        /// Transceiver binds.
+        #[arg(long, default_value_t = 1)]
+        binds: usize,
+        /// Entries claimed per batch.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+        /// Batches in flight.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
@@ -144,10 +173,9 @@ impl StoreArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,tern=info,tern_submission=info,tern_workers=info,tern_handlers=info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            "warn,tern=info,tern_submission=info,tern_workers=info,tern_handlers=info,tern_smsc_connector=info".into()
+        }))
         .init();
     let cli = Cli::parse();
     let scratch = std::env::temp_dir().join(format!("tern-{}", std::process::id()));
@@ -195,6 +223,24 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             tracing::info!("scheduler running");
             scheduler.run(stop).await;
         }
+        Command::Connector { config, only } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let names = connector_names(&settings, &only)?;
+            let store = settings.store.connect().await?;
+            let (shutdown, stop) = tern_workers::Shutdown::new();
+            let mut running = Vec::new();
+            for name in &names {
+                let config = &settings.connectors[name];
+                running.push(tern_smsc_connector::start(name, config, store.clone(), stop.clone())?);
+            }
+            tracing::info!(connectors = ?names, "connectors running");
+            stop_signal().await;
+            tracing::info!("stopping: finishing in-flight messages, then unbinding");
+            shutdown.trigger();
+            for connector in running {
+                let _ = connector.done.await;
+            }
+        }
         Command::CheckStore(args) => {
             let store = args.config(scratch).connect().await?;
             let head = store.journal().head().await?;
@@ -217,18 +263,15 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             plan.stage.batch_size = batch_size;
             plan.stage.concurrency = concurrency;
             let backend = format!("{:?}", store.backend).to_lowercase();
-            let runs = std::sync::atomic::AtomicUsize::new(0);
-            // Each run gets a fresh SQLite file or MongoDB database.
-            let fresh = || {
-                let n = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut args = store.clone();
-                args.path = Some(
-                    args.path.clone().unwrap_or_else(|| scratch.join("pipeline.db")).with_extension(format!("{n}.db")),
-                );
-                args.database = format!("{}_pipeline_{}_{n}", args.database, std::process::id());
-                args.config(scratch)
-            };
+            let fresh = fresh_stores(&store, scratch, "pipeline");
             tern_stress::pipeline_bench::run(&backend, fresh, &plan).await?;
+        }
+        Command::Bench(Bench::Connector { store, messages, windows, binds, batch_size, concurrency }) => {
+            let plan =
+                tern_stress::connector_bench::ConnectorBenchPlan { messages, windows, binds, batch_size, concurrency };
+            let backend = format!("{:?}", store.backend).to_lowercase();
+            let fresh = fresh_stores(&store, scratch, "connector");
+            tern_stress::connector_bench::run(&backend, fresh, &plan).await?;
         }
         Command::Bench(Bench::Submission { store, seconds, clients, batch_clients, batch_size, server_workers }) => {
             let store = store.config(scratch).connect().await?;
@@ -243,6 +286,38 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A maker of fresh stores, one per benchmark run: a new SQLite file or MongoDB database each call.
+fn fresh_stores<'a>(
+    store: &'a StoreArgs,
+    scratch: &'a std::path::Path,
+    bench: &'a str,
+) -> impl Fn() -> StoreConfig + 'a {
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    move || {
+        let n = runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut args = store.clone();
+        args.path = Some(
+            args.path.clone().unwrap_or_else(|| scratch.join(format!("{bench}.db"))).with_extension(format!("{n}.db")),
+        );
+        args.database = format!("{}_{bench}_{}_{n}", args.database, std::process::id());
+        args.config(scratch)
+    }
+}
+
+/// The connectors this process runs: `--only`, else `[connector] run`, else all.
+fn connector_names(settings: &settings::Settings, only: &[String]) -> anyhow::Result<Vec<String>> {
+    let chosen = if only.is_empty() { settings.connector.run.clone() } else { only.to_vec() };
+    let names: Vec<String> = if chosen.is_empty() { settings.connectors.keys().cloned().collect() } else { chosen };
+    if names.is_empty() {
+        anyhow::bail!("no connector is configured: add a [connectors.<name>] section (see docs/configuration.md)");
+    }
+    if let Some(unknown) = names.iter().find(|n| !settings.connectors.contains_key(*n)) {
+        let known: Vec<&String> = settings.connectors.keys().collect();
+        anyhow::bail!("connector {unknown:?} is not configured; configured: {known:?}");
+    }
+    Ok(names)
 }
 
 /// SIGTERM or Ctrl-C.

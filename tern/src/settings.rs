@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use tern_handlers::optout::OptOutConfig;
 use tern_queue::StoreConfig;
+use tern_smsc_connector::{ConnectorRole, Connectors};
 use tern_submission::SubmissionConfig;
 use tern_workers::config::{PipelineSettings, RepliesConfig, RoutingConfig};
 use tern_workers::{CallbackConfig, SchedulerConfig, WorkerConfig};
@@ -32,6 +33,10 @@ pub struct Settings {
     pub callbacks: CallbackConfig,
     /// `[scheduler]`: the clock.
     pub scheduler: SchedulerConfig,
+    /// `[connector]`: which connectors a `tern connector` process runs.
+    pub connector: ConnectorRole,
+    /// `[connectors.<name>]`: the SMSC links.
+    pub connectors: Connectors,
 }
 
 impl Settings {

@@ -173,6 +173,12 @@ pub struct SchedulerConfig {
     /// Idempotency records older than this are purged, in seconds (keep it
     /// at least the submission role's `idempotency_ttl_secs`).
     pub idempotency_retention_secs: u64,
+    /// SMSC message id records older than this are purged, in seconds (keep
+    /// it longer than the longest validity period: receipts need them).
+    pub smsc_id_retention_secs: u64,
+    /// Parts of inbound messages whose other parts never came are purged
+    /// after this, in seconds.
+    pub mo_part_retention_secs: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -185,6 +191,8 @@ impl Default for SchedulerConfig {
             purge_every_secs: 3_600,
             queue_retention_secs: 7 * 24 * 3600,
             idempotency_retention_secs: 24 * 3600,
+            smsc_id_retention_secs: 7 * 24 * 3600,
+            mo_part_retention_secs: 24 * 3600,
         }
     }
 }

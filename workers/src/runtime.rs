@@ -24,6 +24,9 @@ pub trait Stage: Send + Sync + 'static {
     async fn process(&self, consumer: &Consumer, deliveries: Vec<Delivery>) -> Result<(), WorkerError>;
     /// Entries a claim dead-lettered because their consumers kept dying.
     async fn dead_lettered(&self, entries: Vec<ClaimedEntry>) -> Result<(), WorkerError>;
+    /// Returns when the stage can take work. A connector whose binds are all
+    /// down claims nothing: its messages wait in the queue, unleased.
+    async fn ready(&self) {}
 }
 
 /// Consumes one topic with a [`Stage`].
@@ -70,6 +73,10 @@ impl Runner {
                 permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
                 _ = shutdown.changed() => continue,
             };
+            tokio::select! {
+                () = self.stage.ready() => {}
+                _ = shutdown.changed() => continue,
+            }
             let claimed = self.consumer.claim(self.config.batch_size.max(1)).await;
             let batch = match claimed {
                 Ok(batch) => {

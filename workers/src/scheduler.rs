@@ -101,7 +101,17 @@ impl Scheduler {
             let before = Utc::now()
                 - chrono::TimeDelta::seconds(i64::try_from(self.config.idempotency_retention_secs).unwrap_or(i64::MAX));
             let requests = self.store.accounts().purge_requests(before).await?;
-            tracing::info!(entries, requests, "purged acked queue entries and expired idempotency records");
+            let smsc_ids =
+                self.store.smsc().purge_smsc_ids(Duration::from_secs(self.config.smsc_id_retention_secs)).await?;
+            let mo_parts =
+                self.store.smsc().purge_mo_parts(Duration::from_secs(self.config.mo_part_retention_secs)).await?;
+            tracing::info!(
+                entries,
+                requests,
+                smsc_ids,
+                mo_parts,
+                "purged acked queue entries, expired idempotency records, old SMSC ids and orphan inbound parts"
+            );
             *last_purge = Some(Instant::now());
         }
         Ok(())
