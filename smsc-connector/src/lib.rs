@@ -8,4 +8,5 @@
 #![warn(missing_docs)]
 
 pub mod receipt;
+pub mod sim;
 pub mod smpp;
