@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod receipt;
 pub mod receipts;
 pub mod session;
+pub mod sim;
 pub mod smpp;
 pub mod submit;
 
