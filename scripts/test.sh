@@ -15,6 +15,8 @@
 #   TERN_TEST_SECANTUSD     absolute path of secantusd-rs (tests that start
 #                           and stop their own stand-ins use it)
 #   TERN_TEST_POSTGRES_URL  postgres://postgres@127.0.0.1:PORT/postgres
+#   TERN_TEST_SMPPLIB_PYTHON  a Python with smpplib (the simulator's interop test);
+#                           node-smpp is installed in smsc-connector/tests/interop/node
 #
 # Knobs:
 #   TERN_TEST_FORCE_TEMP_PG=1  always start a temporary PostgreSQL cluster,
@@ -163,6 +165,31 @@ if ! command -v secantusd-rs >/dev/null 2>&1; then
 fi
 SECANTUSD="$(command -v secantusd-rs)" || die "secantusd-rs not found after install"
 
+# ---------------------------------------------------------------- third-party SMPP peers
+# node-smpp (npm) plays the SMSC for the connector, smpplib (PyPI) the ESME
+# for the simulator: the interoperability tests need both.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    step "installing nodejs and npm (apt)"
+    apt_install nodejs npm
+fi
+NODE_SMPP_DIR=smsc-connector/tests/interop/node
+if [[ ! -d $NODE_SMPP_DIR/node_modules/smpp ]] \
+        || [[ $NODE_SMPP_DIR/package-lock.json -nt $NODE_SMPP_DIR/node_modules/.package-lock.json ]]; then
+    step "installing node-smpp (npm ci, from the committed lockfile)"
+    (cd "$NODE_SMPP_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed in $NODE_SMPP_DIR"
+fi
+SMPPLIB_VENV="${TERN_TEST_SMPPLIB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tern/smpplib-venv}"
+if ! "$SMPPLIB_VENV/bin/python" -c 'import smpplib' >/dev/null 2>&1; then
+    step "installing smpplib (pip, in $SMPPLIB_VENV)"
+    if ! python3 -m venv "$SMPPLIB_VENV" >/dev/null 2>&1; then
+        apt_install python3-venv
+        python3 -m venv "$SMPPLIB_VENV"
+    fi
+    "$SMPPLIB_VENV/bin/pip" install --quiet -r smsc-connector/tests/interop/python/requirements.txt \
+        || die "pip could not install smpplib"
+fi
+export TERN_TEST_SMPPLIB_PYTHON="$SMPPLIB_VENV/bin/python"
+
 # ---------------------------------------------------------------- MongoDB stand-ins
 # start_standin NAME: starts one stand-in on a free port; sets STANDIN_PORT.
 start_standin() {
@@ -252,6 +279,7 @@ fi
 echo "    TERN_TEST_MONGODB_URI=$TERN_TEST_MONGODB_URI"
 echo "    TERN_TEST_SECANTUSD=$TERN_TEST_SECANTUSD"
 echo "    TERN_TEST_POSTGRES_URL=$TERN_TEST_POSTGRES_URL"
+echo "    TERN_TEST_SMPPLIB_PYTHON=$TERN_TEST_SMPPLIB_PYTHON"
 
 # ---------------------------------------------------------------- tests
 rc=0

@@ -107,6 +107,9 @@ mod tests {
                 assert!(!table.routes.is_empty());
                 table.compile().unwrap();
             }
+            for (name, connector) in &settings.connectors {
+                connector.validate(name).unwrap_or_else(|e| panic!("example {i}: {e}"));
+            }
             examples += 1;
         }
         assert!(examples >= 5, "found {examples} examples");

@@ -35,12 +35,12 @@ pub async fn throttling_backs_off_and_every_message_goes_later(store: &TestStore
 }
 
 pub async fn a_link_dropped_mid_window_loses_nothing(store: &TestStore) {
-    let sim = simulator(|c| c.disconnect_every = Some(37)).await;
+    let sim = simulator(|c| c.disconnect_every = Some(29)).await;
     let account = account(store, 1_000_000).await;
     let mut config = connector_config(sim.local_addr().port());
     config.window = 20;
     let connector = start(store, &config);
-    let ids = routed_many(store, &account, 300, "dropped").await;
+    let ids = routed_many(store, &account, 200, "dropped").await;
     wait_for(store, &ids, MessageStatus::Delivered).await;
     let stats = sim.stats();
     assert!(stats.disconnects >= 5, "the link was dropped repeatedly: {stats:?}");
@@ -88,9 +88,18 @@ pub async fn receipts_that_beat_their_response_are_still_matched(store: &TestSto
     let connector = start(store, &connector_config(sim.local_addr().port()));
     let ids = routed_many(store, &account, 30, "early").await;
     wait_for(store, &ids, MessageStatus::Delivered).await;
-    // They went through the deferred queue: nothing is left there.
-    let depth = store.queue().depth(&tern_smsc_connector::receipts::deferred_topic(CONNECTOR)).await.unwrap();
-    assert_eq!(depth.pending(), 0, "{depth:?}");
+    // They went through the deferred queue, which empties (the SMSC may
+    // also have sent a receipt again, matched at once, before the deferred
+    // copy's turn came).
+    let topic = tern_smsc_connector::receipts::deferred_topic(CONNECTOR);
+    eventually("the deferred receipts are all matched", || async {
+        store.queue().depth(&topic).await.unwrap().pending() == 0
+    })
+    .await;
+    for id in &ids {
+        let reports = history(store, *id).await.iter().filter(|k| matches!(k, EventKind::DeliveryReport { .. })).count();
+        assert_eq!(reports, 1, "one receipt recorded per message, however often it came");
+    }
     connector.stop().await;
 }
 

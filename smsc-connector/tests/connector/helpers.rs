@@ -158,7 +158,7 @@ pub async fn routed(store: &Store, account: &Account, send: Send<'_>) -> Message
     );
     store.accept(std::slice::from_ref(&accepted), "accepted-only", Vec::new()).await.unwrap();
     let debits = vec![Debit { account_id: account.id, amount: price, currency: "EUR".into() }];
-    store.accounts().charge(&[Charge { message_id: id, debits }]).await.unwrap();
+    store.accounts().charge(&[Charge { message_id: id, debits, at: now }]).await.unwrap();
     let facts = [
         EventKind::Routed { connector: CONNECTOR.into(), route: "default".into(), attempt: 1 },
         EventKind::Charged { payer: account.id, amount: price, currency: "EUR".into() },
