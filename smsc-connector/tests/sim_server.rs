@@ -522,6 +522,56 @@ async fn receipts_for_a_transmitter_wait_for_a_receiver_of_the_same_system_id() 
 }
 
 #[tokio::test]
+async fn the_window_bounds_unacknowledged_deliveries_and_the_store_is_bounded() {
+    let sim = start(|c| {
+        c.window = 2;
+        c.max_stored = 5;
+    })
+    .await;
+    let mut transmitter = Client::bound(&sim, Bind::Transmitter).await;
+    for i in 0..6 {
+        transmitter.submit_ok(submit(&format!("stored {i}"), 1)).await;
+    }
+    eventually(&sim, "five stored, one dropped", |s| s.stored == 5 && s.stored_dropped == 1).await;
+
+    // All five are due when the receiver binds; only two may be unanswered.
+    let mut receiver = Client::bound(&sim, Bind::Receiver).await;
+    let first = receiver.next().await;
+    let second = receiver.next().await;
+    assert_eq!((first.id(), second.id()), (CommandId::DeliverSm, CommandId::DeliverSm));
+    let enquired = receiver.send(Pdu::EnquireLink).await;
+    let response = receiver.next().await;
+    assert_eq!((response.id(), response.sequence_number()), (CommandId::EnquireLinkResp, enquired), "window full");
+    receiver.respond(CommandStatus::EsmeRok, first.sequence_number(), DeliverSmResp::default()).await;
+    let third = receiver.next().await;
+    assert_eq!(third.id(), CommandId::DeliverSm, "room for one more");
+    for sent in [&second, &third] {
+        receiver.respond(CommandStatus::EsmeRok, sent.sequence_number(), DeliverSmResp::default()).await;
+    }
+    for _ in 0..2 {
+        receiver.deliver_sm(CommandStatus::EsmeRok).await;
+    }
+    eventually(&sim, "five receipts acked", |s| s.receipts_acked == 5).await;
+    assert_eq!(sim.stats().redelivered, 0);
+}
+
+#[tokio::test]
+async fn an_unanswered_deliver_sm_is_sent_again() {
+    let sim = start(|c| c.deliver_timeout_ms = 50).await;
+    let mut client = Client::bound(&sim, Bind::Transceiver).await;
+    client.submit_ok(submit("answer me", 1)).await;
+    let ignored = client.next().await;
+    let again = client.deliver_sm(CommandStatus::EsmeRok).await;
+    assert_eq!(ignored.pdu(), Some(&Pdu::DeliverSm(again)));
+    eventually(&sim, "timed out once, then acked", |s| s.deliver_sm_timeouts == 1 && s.receipts_acked == 1).await;
+    // The late answer to the first attempt is for no outstanding deliver_sm: ignored.
+    client.respond(CommandStatus::EsmeRok, ignored.sequence_number(), DeliverSmResp::default()).await;
+    client.send(Pdu::EnquireLink).await;
+    assert_eq!(client.next().await.id(), CommandId::EnquireLinkResp);
+    assert_eq!(sim.stats().receipts_acked, 1);
+}
+
+#[tokio::test]
 async fn a_refused_receipt_comes_again_and_so_does_one_owed_to_a_dropped_link() {
     let sim = start(|_| {}).await;
     let mut client = Client::bound(&sim, Bind::Transceiver).await;
@@ -604,4 +654,69 @@ async fn stop_unbinds_politely() {
     tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
     assert_eq!(sim.stats().unbinds, 1);
     assert!(TcpStream::connect(sim.local_addr()).await.is_err(), "no longer listening");
+}
+
+/// Throughput by hand, in release mode:
+/// `cargo test --release -p tern-smsc-connector --test sim_server -- --ignored --nocapture`
+///
+/// One transceiver keeps 100 `submit_sm` in flight and acknowledges every
+/// receipt; it prints what the simulator sustained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput() {
+    use futures::FutureExt;
+
+    const MESSAGES: usize = 100_000;
+    const WINDOW: usize = 100;
+    let sim = start(|c| c.receipt_delay_ms = (10, 50)).await;
+    let mut client = Client::bound(&sim, Bind::Transceiver).await;
+    let template = submit("", 1);
+    let started = std::time::Instant::now();
+    let (mut sent, mut in_flight, mut responses, mut receipts) = (0usize, 0usize, 0usize, 0usize);
+    let mut last_response = started;
+    while responses < MESSAGES || receipts < MESSAGES {
+        while in_flight < WINDOW && sent < MESSAGES {
+            let mut message = template.clone();
+            message.set_short_message(OctetString::from_string(format!("message {sent}")).unwrap());
+            client.sequence += 1;
+            client.framed.feed(Command::new(CommandStatus::EsmeRok, client.sequence, message)).await.unwrap();
+            sent += 1;
+            in_flight += 1;
+        }
+        client.framed.flush().await.unwrap();
+        let mut frame = Some(client.next().await);
+        while let Some(command) = frame.take() {
+            match command.id() {
+                CommandId::SubmitSmResp => {
+                    assert_eq!(command.status(), CommandStatus::EsmeRok);
+                    in_flight -= 1;
+                    responses += 1;
+                    last_response = std::time::Instant::now();
+                }
+                CommandId::DeliverSm => {
+                    receipts += 1;
+                    let ack = Command::new(CommandStatus::EsmeRok, command.sequence_number(), DeliverSmResp::default());
+                    client.framed.feed(ack).await.unwrap();
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            if let Some(Some(Ok(Frame::Command(next)))) = client.framed.next().now_or_never() {
+                frame = Some(next);
+            }
+        }
+    }
+    client.framed.flush().await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let submitting = last_response.duration_since(started).as_secs_f64();
+    let stats = sim.stats();
+    println!(
+        "{MESSAGES} submit_sm, window {WINDOW}: {:.0} submit_sm/s (all responses in {submitting:.2} s); \
+         {:.0} messages/s with their receipts acknowledged ({elapsed:.2} s); {:.0} PDUs/s through the simulator",
+        MESSAGES as f64 / submitting,
+        MESSAGES as f64 / elapsed,
+        (4 * MESSAGES) as f64 / elapsed,
+    );
+    assert_eq!(stats.segments_accepted, MESSAGES as u64);
+    eventually(&sim, "every receipt acknowledged", |s| s.receipts_acked == MESSAGES as u64).await;
+    assert_eq!(stats.duplicates, 0);
 }
