@@ -469,6 +469,49 @@ async fn a_malformed_pdu_gets_a_generic_nack_and_the_bind_stays_up() {
 }
 
 #[tokio::test]
+async fn random_pdus_neither_panic_nor_drop_the_bind() {
+    use rand::{Rng, SeedableRng};
+
+    let sim = start(|_| {}).await;
+    let client = Client::bound(&sim, Bind::Transceiver).await;
+    let (mut stream, mut sink) = client.framed.into_inner().into_split();
+    let writer = tokio::spawn(async move {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        // Everything but binds and unbind, which would end the session
+        // by design; plus responses and ids nobody defined.
+        let ids = [3u32, 4, 5, 7, 8, 0x0B, 0x15, 0x21, 0x102, 0x103, 0x111, 0x8000_0000, 0x8000_0005, 0x8000_0015];
+        for sequence in 1..=3000u32 {
+            let id = if rng.random_bool(0.1) { rng.random() } else { ids[rng.random_range(0..ids.len())] };
+            let body: Vec<u8> = (0..rng.random_range(0..120)).map(|_| rng.random()).collect();
+            let mut pdu = Vec::with_capacity(16 + body.len());
+            pdu.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+            pdu.extend_from_slice(&id.to_be_bytes());
+            pdu.extend_from_slice(&rng.random::<u32>().to_be_bytes());
+            pdu.extend_from_slice(&sequence.to_be_bytes());
+            pdu.extend_from_slice(&body);
+            sink.write_all(&pdu).await.unwrap();
+        }
+        // The marker: a well-formed enquire_link.
+        sink.write_all(&[0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0x7F, 0, 0, 0]).await.unwrap();
+        sink
+    });
+    // Read (and so never block the simulator) until the marker's answer.
+    let mut frames = tokio_util::codec::FramedRead::new(&mut stream, SmppCodec::default());
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, frames.next()).await.expect("marker answered").unwrap().unwrap();
+        if let Frame::Command(command) = frame
+            && command.id() == CommandId::EnquireLinkResp
+            && command.sequence_number() == 0x7F00_0000
+        {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(sim.stats().binds_active, 1, "the bind is still up");
+    assert!(sim.stats().generic_nacks_sent > 0);
+}
+
+#[tokio::test]
 async fn enquire_link_and_unbind() {
     let sim = start(|_| {}).await;
     let mut client = Client::bound(&sim, Bind::Transceiver).await;
