@@ -469,6 +469,49 @@ async fn a_malformed_pdu_gets_a_generic_nack_and_the_bind_stays_up() {
 }
 
 #[tokio::test]
+async fn random_pdus_neither_panic_nor_drop_the_bind() {
+    use rand::{Rng, SeedableRng};
+
+    let sim = start(|_| {}).await;
+    let client = Client::bound(&sim, Bind::Transceiver).await;
+    let (mut stream, mut sink) = client.framed.into_inner().into_split();
+    let writer = tokio::spawn(async move {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+        // Everything but binds and unbind, which would end the session
+        // by design; plus responses and ids nobody defined.
+        let ids = [3u32, 4, 5, 7, 8, 0x0B, 0x15, 0x21, 0x102, 0x103, 0x111, 0x8000_0000, 0x8000_0005, 0x8000_0015];
+        for sequence in 1..=3000u32 {
+            let id = if rng.random_bool(0.1) { rng.random() } else { ids[rng.random_range(0..ids.len())] };
+            let body: Vec<u8> = (0..rng.random_range(0..120)).map(|_| rng.random()).collect();
+            let mut pdu = Vec::with_capacity(16 + body.len());
+            pdu.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+            pdu.extend_from_slice(&id.to_be_bytes());
+            pdu.extend_from_slice(&rng.random::<u32>().to_be_bytes());
+            pdu.extend_from_slice(&sequence.to_be_bytes());
+            pdu.extend_from_slice(&body);
+            sink.write_all(&pdu).await.unwrap();
+        }
+        // The marker: a well-formed enquire_link.
+        sink.write_all(&[0, 0, 0, 16, 0, 0, 0, 0x15, 0, 0, 0, 0, 0x7F, 0, 0, 0]).await.unwrap();
+        sink
+    });
+    // Read (and so never block the simulator) until the marker's answer.
+    let mut frames = tokio_util::codec::FramedRead::new(&mut stream, SmppCodec::default());
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, frames.next()).await.expect("marker answered").unwrap().unwrap();
+        if let Frame::Command(command) = frame
+            && command.id() == CommandId::EnquireLinkResp
+            && command.sequence_number() == 0x7F00_0000
+        {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(sim.stats().binds_active, 1, "the bind is still up");
+    assert!(sim.stats().generic_nacks_sent > 0);
+}
+
+#[tokio::test]
 async fn enquire_link_and_unbind() {
     let sim = start(|_| {}).await;
     let mut client = Client::bound(&sim, Bind::Transceiver).await;
@@ -519,6 +562,56 @@ async fn receipts_for_a_transmitter_wait_for_a_receiver_of_the_same_system_id() 
     // Nothing ever went to the transmitter.
     transmitter.send(Pdu::EnquireLink).await;
     assert_eq!(transmitter.next().await.id(), CommandId::EnquireLinkResp);
+}
+
+#[tokio::test]
+async fn the_window_bounds_unacknowledged_deliveries_and_the_store_is_bounded() {
+    let sim = start(|c| {
+        c.window = 2;
+        c.max_stored = 5;
+    })
+    .await;
+    let mut transmitter = Client::bound(&sim, Bind::Transmitter).await;
+    for i in 0..6 {
+        transmitter.submit_ok(submit(&format!("stored {i}"), 1)).await;
+    }
+    eventually(&sim, "five stored, one dropped", |s| s.stored == 5 && s.stored_dropped == 1).await;
+
+    // All five are due when the receiver binds; only two may be unanswered.
+    let mut receiver = Client::bound(&sim, Bind::Receiver).await;
+    let first = receiver.next().await;
+    let second = receiver.next().await;
+    assert_eq!((first.id(), second.id()), (CommandId::DeliverSm, CommandId::DeliverSm));
+    let enquired = receiver.send(Pdu::EnquireLink).await;
+    let response = receiver.next().await;
+    assert_eq!((response.id(), response.sequence_number()), (CommandId::EnquireLinkResp, enquired), "window full");
+    receiver.respond(CommandStatus::EsmeRok, first.sequence_number(), DeliverSmResp::default()).await;
+    let third = receiver.next().await;
+    assert_eq!(third.id(), CommandId::DeliverSm, "room for one more");
+    for sent in [&second, &third] {
+        receiver.respond(CommandStatus::EsmeRok, sent.sequence_number(), DeliverSmResp::default()).await;
+    }
+    for _ in 0..2 {
+        receiver.deliver_sm(CommandStatus::EsmeRok).await;
+    }
+    eventually(&sim, "five receipts acked", |s| s.receipts_acked == 5).await;
+    assert_eq!(sim.stats().redelivered, 0);
+}
+
+#[tokio::test]
+async fn an_unanswered_deliver_sm_is_sent_again() {
+    let sim = start(|c| c.deliver_timeout_ms = 50).await;
+    let mut client = Client::bound(&sim, Bind::Transceiver).await;
+    client.submit_ok(submit("answer me", 1)).await;
+    let ignored = client.next().await;
+    let again = client.deliver_sm(CommandStatus::EsmeRok).await;
+    assert_eq!(ignored.pdu(), Some(&Pdu::DeliverSm(again)));
+    eventually(&sim, "timed out once, then acked", |s| s.deliver_sm_timeouts == 1 && s.receipts_acked == 1).await;
+    // The late answer to the first attempt is for no outstanding deliver_sm: ignored.
+    client.respond(CommandStatus::EsmeRok, ignored.sequence_number(), DeliverSmResp::default()).await;
+    client.send(Pdu::EnquireLink).await;
+    assert_eq!(client.next().await.id(), CommandId::EnquireLinkResp);
+    assert_eq!(sim.stats().receipts_acked, 1);
 }
 
 #[tokio::test]
@@ -604,4 +697,69 @@ async fn stop_unbinds_politely() {
     tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
     assert_eq!(sim.stats().unbinds, 1);
     assert!(TcpStream::connect(sim.local_addr()).await.is_err(), "no longer listening");
+}
+
+/// Throughput by hand, in release mode:
+/// `cargo test --release -p tern-smsc-connector --test sim_server -- --ignored --nocapture`
+///
+/// One transceiver keeps 100 `submit_sm` in flight and acknowledges every
+/// receipt; it prints what the simulator sustained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput() {
+    use futures::FutureExt;
+
+    const MESSAGES: usize = 100_000;
+    const WINDOW: usize = 100;
+    let sim = start(|c| c.receipt_delay_ms = (10, 50)).await;
+    let mut client = Client::bound(&sim, Bind::Transceiver).await;
+    let template = submit("", 1);
+    let started = std::time::Instant::now();
+    let (mut sent, mut in_flight, mut responses, mut receipts) = (0usize, 0usize, 0usize, 0usize);
+    let mut last_response = started;
+    while responses < MESSAGES || receipts < MESSAGES {
+        while in_flight < WINDOW && sent < MESSAGES {
+            let mut message = template.clone();
+            message.set_short_message(OctetString::from_string(format!("message {sent}")).unwrap());
+            client.sequence += 1;
+            client.framed.feed(Command::new(CommandStatus::EsmeRok, client.sequence, message)).await.unwrap();
+            sent += 1;
+            in_flight += 1;
+        }
+        client.framed.flush().await.unwrap();
+        let mut frame = Some(client.next().await);
+        while let Some(command) = frame.take() {
+            match command.id() {
+                CommandId::SubmitSmResp => {
+                    assert_eq!(command.status(), CommandStatus::EsmeRok);
+                    in_flight -= 1;
+                    responses += 1;
+                    last_response = std::time::Instant::now();
+                }
+                CommandId::DeliverSm => {
+                    receipts += 1;
+                    let ack = Command::new(CommandStatus::EsmeRok, command.sequence_number(), DeliverSmResp::default());
+                    client.framed.feed(ack).await.unwrap();
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            if let Some(Some(Ok(Frame::Command(next)))) = client.framed.next().now_or_never() {
+                frame = Some(next);
+            }
+        }
+    }
+    client.framed.flush().await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let submitting = last_response.duration_since(started).as_secs_f64();
+    let stats = sim.stats();
+    println!(
+        "{MESSAGES} submit_sm, window {WINDOW}: {:.0} submit_sm/s (all responses in {submitting:.2} s); \
+         {:.0} messages/s with their receipts acknowledged ({elapsed:.2} s); {:.0} PDUs/s through the simulator",
+        MESSAGES as f64 / submitting,
+        MESSAGES as f64 / elapsed,
+        (4 * MESSAGES) as f64 / elapsed,
+    );
+    assert_eq!(stats.segments_accepted, MESSAGES as u64);
+    eventually(&sim, "every receipt acknowledged", |s| s.receipts_acked == MESSAGES as u64).await;
+    assert_eq!(stats.duplicates, 0);
 }

@@ -38,7 +38,9 @@ pub struct SimConfig {
     /// Close the link (no unbind) on every N-th `submit_sm` received on it,
     /// before answering it.
     pub disconnect_every: Option<u64>,
-    /// Send the receipt before the `submit_sm_resp` (with no delay).
+    /// Send the receipt with no delay, and on a transceiver before the
+    /// `submit_sm_resp` (unless its window is full). A transmitter's
+    /// receipt goes over another link, where no order between the two holds.
     pub receipt_before_response: bool,
     /// How message ids look.
     pub message_ids: MessageIdForm,

@@ -130,8 +130,7 @@ pub(crate) fn message_id(n: u64, form: MessageIdForm) -> COctetString<1, 65> {
 /// What a receipt says.
 #[derive(Debug)]
 pub(crate) struct ReceiptFacts<'a> {
-    /// The message id, without NUL.
-    pub(crate) message_id: &'a str,
+    pub(crate) message_id: &'a COctetString<1, 65>,
     /// The handset the message went to: the receipt comes from it.
     pub(crate) handset: Address,
     /// The message's source: the receipt goes to it.
@@ -165,7 +164,7 @@ pub(crate) fn receipt(facts: &ReceiptFacts<'_>) -> DeliverSm {
         let prefix: String =
             facts.text.chars().take(20).map(|c| if same_in_gsm_and_ascii(c) { c } else { '.' }).collect();
         let text = format_receipt_text(
-            facts.message_id,
+            facts.message_id.as_str(),
             facts.state,
             u32::from(err),
             facts.submitted_at,
@@ -176,8 +175,7 @@ pub(crate) fn receipt(facts: &ReceiptFacts<'_>) -> DeliverSm {
     }
     let mut tlvs = Vec::new();
     if facts.form != ReceiptForm::TextOnly {
-        let id = COctetString::from_string(facts.message_id.to_owned()).unwrap_or_default();
-        tlvs.push(MessageDeliveryRequestTlvValue::ReceiptedMessageId(id));
+        tlvs.push(MessageDeliveryRequestTlvValue::ReceiptedMessageId(facts.message_id.clone()));
         tlvs.push(MessageDeliveryRequestTlvValue::MessageState(MessageState::from(stat_of(facts.state).1)));
         if facts.state != DeliveryState::Delivered {
             tlvs.push(MessageDeliveryRequestTlvValue::NetworkErrorCode(NetworkErrorCode::new(

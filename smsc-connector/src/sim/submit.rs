@@ -179,7 +179,7 @@ impl Session {
         self.record(&submission, &bound.system_id, &message_id, concat, &config);
 
         let delay = if config.receipt_before_response { Duration::ZERO } else { receipt_delay(&mut self.rng, &config) };
-        let deliveries = self.deliveries(&submission, message_id.as_str(), text, concat, delay, &config);
+        let deliveries = self.deliveries(&submission, &message_id, text, concat, delay, &config);
         let response = if response_id == CommandId::DataSmResp {
             pdus::data_sm_resp(message_id, sequence)
         } else {
@@ -250,7 +250,7 @@ impl Session {
     fn deliveries(
         &mut self,
         submission: &Submission<'_>,
-        message_id: &str,
+        message_id: &COctetString<1, 65>,
         text: &[u8],
         concat: Option<Concat>,
         delay: Duration,
