@@ -46,7 +46,7 @@ pub use queue::{
     Producer, PublishReceipt, Queue, QueueBackend,
 };
 pub use smsc::{MoPart, MoPartKey, Smsc, SmscBackend, SmscIdRecord};
-pub use store::{AcceptBackend, Store, StoreParts};
+pub use store::{AcceptBackend, AppendThenFold, RecordBackend, Store, StoreParts, status_updates};
 
 /// Result type of this crate.
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;

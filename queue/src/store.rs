@@ -23,6 +23,67 @@ pub trait AcceptBackend: Send + Sync + fmt::Debug + 'static {
     async fn repair(&self) -> Result<usize>;
 }
 
+/// Recording a stage's events: appending them to the journal and refreshing
+/// the indexed status of their messages (what [`Store::record`] does).
+///
+/// Contract: afterwards every event is journaled, and each touched
+/// message's indexed status is the fold of its whole journal, whatever
+/// other recorders did concurrently.
+#[async_trait]
+pub trait RecordBackend: Send + Sync + fmt::Debug + 'static {
+    /// Appends `events` and refreshes the index; returns how many events were new.
+    async fn record(&self, events: &[Event]) -> Result<usize>;
+}
+
+/// The portable recorder: append, then read the touched messages' journals
+/// back, fold and update the index. Reading after appending is what makes
+/// concurrent recorders safe: of two recording facts about one message, the
+/// later reader sees both, and its update (the later `at`) wins.
+#[derive(Debug, Clone)]
+pub struct AppendThenFold {
+    journal: Journal,
+    messages: Messages,
+}
+
+impl AppendThenFold {
+    /// A recorder over one backend's journal and index.
+    pub fn new(journal: Journal, messages: Messages) -> Self {
+        Self { journal, messages }
+    }
+}
+
+#[async_trait]
+impl RecordBackend for AppendThenFold {
+    async fn record(&self, events: &[Event]) -> Result<usize> {
+        let appended = self.journal.append(events).await?;
+        let mut touched: Vec<MessageId> = events.iter().map(|e| e.message_id).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let history = self.journal.messages_events(&touched).await?;
+        self.messages.update_statuses(&status_updates(history)).await?;
+        Ok(appended)
+    }
+}
+
+/// The indexed status of each message whose events these are: the fold of
+/// them, stamped with the latest event's time. Messages without an owner
+/// (inbound ones not matched to an account) are not indexed.
+pub fn status_updates(events: impl IntoIterator<Item = Event>) -> Vec<StatusUpdate> {
+    let mut histories: HashMap<MessageId, Vec<Event>> = HashMap::new();
+    for event in events {
+        histories.entry(event.message_id).or_default().push(event);
+    }
+    let mut updates = Vec::with_capacity(histories.len());
+    for (message_id, history) in histories {
+        let at = history.iter().map(|e| e.at).max();
+        let owner = history.iter().find_map(|e| e.account_id);
+        if let (Some(status), Some(at), Some(account_id)) = (MessageStatus::fold(&history), at, owner) {
+            updates.push(StatusUpdate { account_id, message_id, status, at });
+        }
+    }
+    updates
+}
+
 /// Queue, journal and accept of one configured backend.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -34,6 +95,7 @@ pub struct Store {
     contacts: Contacts,
     coordination: Coordination,
     smsc: Smsc,
+    recorder: Arc<dyn RecordBackend>,
     backend_name: &'static str,
 }
 
@@ -56,13 +118,15 @@ pub struct StoreParts {
     pub coordination: Coordination,
     /// SMSC id records and inbound parts.
     pub smsc: Smsc,
+    /// Appending events and refreshing the index.
+    pub recorder: Arc<dyn RecordBackend>,
 }
 
 impl Store {
     /// Assembles a store from one backend's parts.
     pub fn new(parts: StoreParts, backend_name: &'static str) -> Self {
-        let StoreParts { queue, journal, accept, accounts, messages, contacts, coordination, smsc } = parts;
-        Self { queue, journal, accept, accounts, messages, contacts, coordination, smsc, backend_name }
+        let StoreParts { queue, journal, accept, accounts, messages, contacts, coordination, smsc, recorder } = parts;
+        Self { queue, journal, accept, accounts, messages, contacts, coordination, smsc, recorder, backend_name }
     }
 
     /// What connectors keep: SMSC message ids, parts of inbound messages.
@@ -125,24 +189,10 @@ impl Store {
     /// stage that crashed between the two steps and redoes its work (it did
     /// not ack) repairs the index that way.
     pub async fn record(&self, events: &[Event]) -> Result<usize> {
-        let appended = self.journal.append(events).await?;
-        let mut touched: Vec<MessageId> = events.iter().map(|e| e.message_id).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        let mut histories: HashMap<MessageId, Vec<Event>> = HashMap::with_capacity(touched.len());
-        for event in self.journal.messages_events(&touched).await? {
-            histories.entry(event.message_id).or_default().push(event);
+        if events.is_empty() {
+            return Ok(0);
         }
-        let mut updates = Vec::with_capacity(touched.len());
-        for (message_id, history) in histories {
-            let at = history.iter().map(|e| e.at).max();
-            let owner = history.iter().find_map(|e| e.account_id);
-            if let (Some(status), Some(at), Some(account_id)) = (MessageStatus::fold(&history), at, owner) {
-                updates.push(StatusUpdate { account_id, message_id, status, at });
-            }
-        }
-        self.messages.update_statuses(&updates).await?;
-        Ok(appended)
+        self.recorder.record(events).await
     }
 
     /// Finishes accepts a crash interrupted (see [`AcceptBackend::repair`]).

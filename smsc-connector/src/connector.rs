@@ -19,7 +19,7 @@ use crate::error::ConnectorError;
 use crate::inbound::Inbound;
 use crate::link::Link;
 use crate::metrics;
-use crate::receipts::{DeferredReceipts, ReceiptMatcher, Receipts, deferred_topic};
+use crate::receipts::{ReceiptMatcher, ReceiptStage, Receipts, receipt_topic};
 
 /// How long the `connector-down` lease lasts; renewed every third of it while down.
 const DOWN_LEASE: Duration = Duration::from_secs(15);
@@ -56,16 +56,16 @@ pub fn start(
         lease_ms: config.lease_ms,
         max_attempts: config.max_attempts,
     };
-    let stage = Arc::new(DispatchStage::new(name, store.clone(), link.clone(), config.clone()));
+    let stage = Arc::new(DispatchStage::new(name, store.clone(), link.clone(), config.clone(), matcher.clone()));
     let consumer = store.queue().consumer(Dispatch::topic(name), sending.consumer());
     let dispatch = Runner::new(stage, consumer, sending, drain);
     let matching = StageConfig { concurrency: 1, batch_size: 500, lease_ms: 30_000, max_attempts: u32::MAX };
     let window = Duration::from_secs(config.receipt_match_window_secs);
-    let deferred = Runner::new(
-        Arc::new(DeferredReceipts::new(matcher, window)),
+    let receipts = Runner::new(
+        Arc::new(ReceiptStage::new(matcher, window)),
         store
             .queue()
-            .consumer(deferred_topic(name), ConsumerOptions { lease: Duration::from_secs(30), max_attempts: u32::MAX }),
+            .consumer(receipt_topic(name), ConsumerOptions { lease: Duration::from_secs(30), max_attempts: u32::MAX }),
         matching,
         drain,
     );
@@ -78,12 +78,12 @@ pub fn start(
     ));
     let name = name.to_owned();
     let done = tokio::spawn(async move {
-        let deferred = tokio::spawn(deferred.run(shutdown.clone()));
+        let receipts = tokio::spawn(receipts.run(shutdown.clone()));
         dispatch.run(shutdown).await;
         // Only now: the drained batches needed the binds for their responses.
         stop_binds.cancel();
         while binds.join_next().await.is_some() {}
-        let _ = deferred.await;
+        let _ = receipts.await;
         let _ = down.await;
         // The binds are gone, and with them the last handle of the recorder.
         let _ = tokio::time::timeout(Duration::from_secs(10), recorder).await;

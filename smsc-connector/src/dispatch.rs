@@ -30,6 +30,7 @@ use tern_workers::runtime::Stage;
 use crate::config::ConnectorConfig;
 use crate::link::{Link, THROTTLING};
 use crate::metrics;
+use crate::receipts::ReceiptMatcher;
 use crate::session::RequestError;
 use crate::submit::{Piece, pieces};
 
@@ -43,17 +44,26 @@ const RETRYABLE: [u32; 3] = [0x08, 0x04, 0x64];
 /// The sending stage of one connector.
 #[derive(Debug)]
 pub struct DispatchStage {
-    name: String,
+    connector: String,
     topic: String,
     store: Store,
     link: Arc<Link>,
     config: ConnectorConfig,
+    receipts: Arc<ReceiptMatcher>,
 }
 
 impl DispatchStage {
-    /// The stage of connector `name`, sending through `link`.
-    pub fn new(name: &str, store: Store, link: Arc<Link>, config: ConnectorConfig) -> Self {
-        Self { name: name.to_owned(), topic: Dispatch::topic(name), store, link, config }
+    /// The stage of connector `name`, sending through `link`; the SMSC ids it
+    /// records are handed to `receipts`, which then matches most receipts
+    /// without reading them back.
+    pub fn new(
+        name: &str,
+        store: Store,
+        link: Arc<Link>,
+        config: ConnectorConfig,
+        receipts: Arc<ReceiptMatcher>,
+    ) -> Self {
+        Self { connector: name.to_owned(), topic: Dispatch::topic(name), store, link, config, receipts }
     }
 }
 
@@ -101,7 +111,7 @@ impl Stage for DispatchStage {
         self.link.wait_up().await;
     }
 
-    #[tracing::instrument(skip_all, fields(connector = %self.name, entries = deliveries.len()))]
+    #[tracing::instrument(skip_all, fields(connector = %self.connector, entries = deliveries.len()))]
     async fn process(&self, consumer: &Consumer, deliveries: Vec<Delivery>) -> Result<(), WorkerError> {
         let now = Utc::now();
         let mut readable = Vec::with_capacity(deliveries.len());
@@ -221,9 +231,10 @@ impl DispatchStage {
                 Answer::Unknown(_) => "link_lost",
                 Answer::NotSent => "not_sent",
             };
-            ::metrics::counter!(metrics::SUBMITS, "connector" => self.name.clone(), "result" => result).increment(1);
+            ::metrics::counter!(metrics::SUBMITS, "connector" => self.connector.clone(), "result" => result)
+                .increment(1);
             if matches!(answer, Answer::Unknown(_)) {
-                ::metrics::counter!(metrics::UNKNOWN_OUTCOMES, "connector" => self.name.clone()).increment(1);
+                ::metrics::counter!(metrics::UNKNOWN_OUTCOMES, "connector" => self.connector.clone()).increment(1);
             }
             if let Some(slot) = jobs.get_mut(j).and_then(|job| job.pieces.get_mut(p)) {
                 slot.1 = Some(answer);
@@ -252,7 +263,7 @@ impl DispatchStage {
                 match answer {
                     Some(Answer::Accepted(smsc_id)) => {
                         records.push(SmscIdRecord {
-                            connector: self.name.clone(),
+                            connector: self.connector.clone(),
                             smsc_id: self.config.receipt_ids.from_response(smsc_id),
                             message_id: id,
                             account_id: owner,
@@ -262,7 +273,7 @@ impl DispatchStage {
                         });
                         for segment in piece.first..=piece.last {
                             submitted.push(record(EventKind::SubmittedToSmsc {
-                                connector: self.name.clone(),
+                                connector: self.connector.clone(),
                                 segment,
                                 smsc_message_id: smsc_id.clone(),
                             }));
@@ -290,7 +301,7 @@ impl DispatchStage {
                 acks.push(job.delivery);
             } else if let Some((segment, status)) = rejected {
                 let facts = vec![
-                    EventKind::SmscRejected { connector: self.name.clone(), segment, command_status: status },
+                    EventKind::SmscRejected { connector: self.connector.clone(), segment, command_status: status },
                     EventKind::Failed {
                         code: "smsc_rejected".into(),
                         detail: format!("the SMSC refused segment {segment} with status {status:#010x}"),
@@ -311,6 +322,7 @@ impl DispatchStage {
         }
         // Ids first: a receipt that finds the event must find its message too.
         self.store.smsc().put_smsc_ids(&records).await?;
+        self.receipts.remember(&records);
         self.store.record(&events).await?;
         let lost = consumer.ack_all(acks).await?;
         if !lost.is_empty() {
@@ -346,7 +358,7 @@ impl DispatchStage {
             id,
             owner,
             now,
-            EventKind::SmscThrottled { connector: self.name.clone(), command_status: status, attempt },
+            EventKind::SmscThrottled { connector: self.connector.clone(), command_status: status, attempt },
         )];
         match job.delivery.nack(delay).await? {
             NackOutcome::Retrying { .. } => {

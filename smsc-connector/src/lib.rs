@@ -25,6 +25,7 @@ pub mod link;
 pub mod metrics;
 pub mod receipt;
 pub mod receipts;
+mod recent;
 pub mod session;
 pub mod sim;
 pub mod smpp;

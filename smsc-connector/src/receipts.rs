@@ -1,17 +1,22 @@
 //! Delivery receipts: matched to their message through the SMSC id records
 //! and recorded as `DeliveryReport` events, one per segment the id stands for.
 //!
-//! Receipts arrive by the thousand; each `deliver_sm` hands its receipt to
-//! one task that takes every receipt waiting, matches them with one read
-//! and records them with one write, and only then lets their
+//! An SMSC keeps only so many `deliver_sm` outstanding per bind, so a bind
+//! takes receipts no faster than its window over the time one takes to
+//! acknowledge. Receipts from every bind therefore go to one place that
+//! takes all that are waiting, matches them (from the ids this process just
+//! recorded, else with one read of the store) and records them with one
+//! write; several such batches may be under way at once. Only then do their
 //! `deliver_sm_resp`s go: an acknowledged receipt is on disk.
 //!
 //! A receipt can arrive before the `submit_sm_resp` of its message was
-//! recorded (the SMSC delivered faster than we wrote, or the response was
-//! lost and the message is being resent). Such a receipt is not dropped: it
-//! is queued durably on `dlr.<connector>` and matched again with growing
-//! delays, for `receipt_match_window_secs`, then given up and counted.
+//! recorded (the SMSC delivered faster than we wrote, the receipt came on
+//! another process's bind, or the response was lost and the message is
+//! being resent). It is then queued durably on `dlr.<connector>` and the
+//! [`ReceiptStage`] matches it again with growing delays, for
+//! `receipt_match_window_secs`, then gives it up and counts it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,26 +24,32 @@ use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use rusmpp::CommandStatus;
 use tern_core::{Event, EventKind};
-use tern_queue::{ClaimedEntry, Consumer, Delivery, NewEntry, QueueError, Store};
+use tern_queue::{ClaimedEntry, Consumer, Delivery, NewEntry, QueueError, SmscIdRecord, Store};
 use tern_workers::WorkerError;
 use tern_workers::runtime::Stage;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::ReceiptIds;
 use crate::deliver::Receipt;
 use crate::metrics;
+use crate::recent::RecentIds;
 
-/// The topic of a connector's receipts waiting for their message to be known.
-pub fn deferred_topic(connector: &str) -> String {
+/// The topic of a connector's receipts whose message was not known yet.
+pub fn receipt_topic(connector: &str) -> String {
     format!("dlr.{connector}")
 }
 
-/// First delay before a deferred receipt is matched again; doubles per try.
+/// First delay before an unmatched receipt is matched again; doubles per try.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(300);
 /// Receipts matched and recorded together at most.
 const BATCH: usize = 1_000;
+/// Batches being recorded at once: while one waits for its commit, the
+/// next is matched.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// SMSC ids kept in memory per connector (per generation).
+const RECENT_IDS: usize = 200_000;
 
 /// Matches receipts to messages and records them.
 #[derive(Debug)]
@@ -46,33 +57,48 @@ pub struct ReceiptMatcher {
     connector: String,
     store: Store,
     ids: ReceiptIds,
+    recent: RecentIds,
 }
 
 impl ReceiptMatcher {
     /// A matcher for `connector`'s receipts.
     pub fn new(connector: &str, store: Store, ids: ReceiptIds) -> Self {
-        Self { connector: connector.to_owned(), store, ids }
+        Self { connector: connector.to_owned(), store, ids, recent: RecentIds::new(RECENT_IDS) }
+    }
+
+    /// Notes SMSC id records this process just stored.
+    pub fn remember(&self, records: &[SmscIdRecord]) {
+        self.recent.remember(records);
     }
 
     /// Records the receipts whose message is known; returns the indexes of
     /// the others.
     pub async fn record(&self, receipts: &[Receipt]) -> Result<Vec<usize>, QueueError> {
         let keys: Vec<String> = receipts.iter().map(|r| self.ids.from_receipt(&r.smsc_id)).collect();
-        let mut wanted = keys.clone();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let known: std::collections::HashMap<String, tern_queue::SmscIdRecord> = self
-            .store
-            .smsc()
-            .smsc_ids(&self.connector, &wanted)
-            .await?
-            .into_iter()
-            .map(|record| (record.smsc_id.clone(), record))
-            .collect();
+        let mut found: Vec<Option<SmscIdRecord>> = keys.iter().map(|key| self.recent.get(key)).collect();
+        let mut wanted: Vec<String> =
+            keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
+        if !wanted.is_empty() {
+            wanted.sort_unstable();
+            wanted.dedup();
+            let stored: std::collections::HashMap<String, SmscIdRecord> = self
+                .store
+                .smsc()
+                .smsc_ids(&self.connector, &wanted)
+                .await?
+                .into_iter()
+                .map(|r| (r.smsc_id.clone(), r))
+                .collect();
+            for (key, slot) in keys.iter().zip(found.iter_mut()) {
+                if slot.is_none() {
+                    *slot = stored.get(key).cloned();
+                }
+            }
+        }
         let mut events = Vec::with_capacity(receipts.len());
         let mut unmatched = Vec::new();
-        for (i, (receipt, key)) in receipts.iter().zip(&keys).enumerate() {
-            let Some(record) = known.get(key) else {
+        for (i, (receipt, record)) in receipts.iter().zip(&found).enumerate() {
+            let Some(record) = record else {
                 unmatched.push(i);
                 continue;
             };
@@ -100,13 +126,27 @@ impl ReceiptMatcher {
             let id = format!("{}/{:?}", receipt.smsc_id, receipt.state);
             entries.push(NewEntry::new(id, payload).not_before(retry_at));
         }
-        self.store.queue().producer(deferred_topic(&self.connector)).publish(entries).await?;
+        self.store.queue().producer(receipt_topic(&self.connector)).publish(entries).await?;
+        Ok(())
+    }
+
+    /// Records what can be matched now and queues the rest.
+    async fn record_or_defer(&self, receipts: &[Receipt]) -> Result<(), QueueError> {
+        let unmatched = self.record(receipts).await?;
+        self.count("matched", receipts.len() - unmatched.len());
+        if !unmatched.is_empty() {
+            let deferred: Vec<&Receipt> = unmatched.iter().filter_map(|i| receipts.get(*i)).collect();
+            self.defer(&deferred).await?;
+            self.count("deferred", deferred.len());
+        }
         Ok(())
     }
 
     fn count(&self, result: &'static str, n: usize) {
-        ::metrics::counter!(metrics::RECEIPTS, "connector" => self.connector.clone(), "result" => result)
-            .increment(n as u64);
+        if n > 0 {
+            ::metrics::counter!(metrics::RECEIPTS, "connector" => self.connector.clone(), "result" => result)
+                .increment(n as u64);
+        }
     }
 }
 
@@ -120,7 +160,7 @@ pub struct Receipts {
 
 impl Receipts {
     /// Starts the task that records receipts in batches; it ends when every
-    /// handle is dropped.
+    /// handle is dropped (and its batches are recorded).
     pub fn start(matcher: Arc<ReceiptMatcher>) -> (Self, JoinHandle<()>) {
         let (queue, waiting) = mpsc::channel(4 * BATCH);
         (Self { queue }, tokio::spawn(record_batches(matcher, waiting)))
@@ -137,46 +177,47 @@ impl Receipts {
 }
 
 async fn record_batches(matcher: Arc<ReceiptMatcher>, mut waiting: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while waiting.recv_many(&mut batch, BATCH).await > 0 {
-        let (receipts, answers): (Vec<Receipt>, Vec<oneshot::Sender<CommandStatus>>) = batch.drain(..).unzip();
-        let status = match record_or_defer(&matcher, &receipts).await {
-            Ok(()) => CommandStatus::EsmeRok,
-            Err(e) => {
-                // A temporary error makes the SMSC deliver the receipts again later.
-                tracing::warn!(connector = %matcher.connector, error = %e, receipts = receipts.len(), "cannot record receipts");
-                CommandStatus::EsmeRxTAppn
-            }
-        };
-        for answer in answers {
-            let _ = answer.send(status);
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let mut batches = tokio::task::JoinSet::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let mut batch = Vec::with_capacity(BATCH);
+        if waiting.recv_many(&mut batch, BATCH).await == 0 {
+            break;
         }
+        let matcher = matcher.clone();
+        batches.spawn(async move {
+            let _slot = slot;
+            let (receipts, answers): (Vec<Receipt>, Vec<oneshot::Sender<CommandStatus>>) = batch.into_iter().unzip();
+            let status = match matcher.record_or_defer(&receipts).await {
+                Ok(()) => CommandStatus::EsmeRok,
+                Err(e) => {
+                    // A temporary error makes the SMSC deliver the receipts again later.
+                    tracing::warn!(connector = %matcher.connector, error = %e, receipts = receipts.len(), "cannot record receipts");
+                    CommandStatus::EsmeRxTAppn
+                }
+            };
+            for answer in answers {
+                let _ = answer.send(status);
+            }
+        });
+        while batches.try_join_next().is_some() {}
     }
-}
-
-async fn record_or_defer(matcher: &ReceiptMatcher, receipts: &[Receipt]) -> Result<(), QueueError> {
-    let unmatched = matcher.record(receipts).await?;
-    matcher.count("matched", receipts.len() - unmatched.len());
-    if !unmatched.is_empty() {
-        let deferred: Vec<&Receipt> = unmatched.iter().filter_map(|i| receipts.get(*i)).collect();
-        matcher.defer(&deferred).await?;
-        matcher.count("deferred", deferred.len());
-    }
-    Ok(())
+    while batches.join_next().await.is_some() {}
 }
 
 /// The stage that matches deferred receipts again (`dlr.<connector>`).
 #[derive(Debug)]
-pub struct DeferredReceipts {
+pub struct ReceiptStage {
     topic: String,
     matcher: Arc<ReceiptMatcher>,
     window: Duration,
 }
 
-impl DeferredReceipts {
+impl ReceiptStage {
     /// The stage for `matcher`'s connector, giving up on a receipt `window` after it arrived.
     pub fn new(matcher: Arc<ReceiptMatcher>, window: Duration) -> Self {
-        Self { topic: deferred_topic(&matcher.connector), matcher, window }
+        Self { topic: receipt_topic(&matcher.connector), matcher, window }
     }
 }
 
@@ -185,7 +226,7 @@ fn retry_delay(attempts: u32) -> Duration {
 }
 
 #[async_trait]
-impl Stage for DeferredReceipts {
+impl Stage for ReceiptStage {
     fn name(&self) -> &str {
         &self.topic
     }
@@ -203,7 +244,7 @@ impl Stage for DeferredReceipts {
             }
         }
         let receipts: Vec<Receipt> = readable.iter().map(|(_, r)| r.clone()).collect();
-        let unmatched: std::collections::HashSet<usize> = self.matcher.record(&receipts).await?.into_iter().collect();
+        let unmatched: HashSet<usize> = self.matcher.record(&receipts).await?.into_iter().collect();
         self.matcher.count("matched_late", receipts.len() - unmatched.len());
         let now = Utc::now();
         let give_up = TimeDelta::from_std(self.window).unwrap_or(TimeDelta::MAX);

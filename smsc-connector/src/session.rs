@@ -399,7 +399,7 @@ async fn read_loop(
             None => return "the SMSC closed the connection".into(),
             Some(Err(e)) => return format!("read failed: {e}"),
             Some(Ok(Frame::Command(command))) => {
-                if let Some(reason) = on_command(&shared, &inbound, command).await {
+                if let Some(reason) = on_command(&shared, &inbound, *command).await {
                     return reason;
                 }
             }

@@ -86,7 +86,8 @@ async fn the_connector_binds_submits_and_receives_from_node_smpp() {
 
     let short = routed(&store, &account, Send { body: "Hello from Tern".into(), ..Send::default() }).await;
     let long_body = "A message long enough to travel in three concatenated parts. ".repeat(6);
-    let long = routed(&store, &account, Send { to: "+447400000077".into(), body: long_body.clone(), ..Send::default() }).await;
+    let long =
+        routed(&store, &account, Send { to: "+447400000077".into(), body: long_body.clone(), ..Send::default() }).await;
     wait_for(&store, &[short, long], MessageStatus::Delivered).await;
 
     let bound = node.events("bound");
@@ -104,7 +105,9 @@ async fn the_connector_binds_submits_and_receives_from_node_smpp() {
     let receipts = node.events("receipt_resp");
     assert!(receipts.iter().all(|r| r["status"] == 0), "every receipt acknowledged: {receipts:?}");
     let kinds = history(&store, short).await;
-    assert!(kinds.iter().any(|k| matches!(k, EventKind::SubmittedToSmsc { smsc_message_id, .. } if smsc_message_id.starts_with("node"))));
+    assert!(kinds.iter().any(
+        |k| matches!(k, EventKind::SubmittedToSmsc { smsc_message_id, .. } if smsc_message_id.starts_with("node"))
+    ));
 
     node.send_mo("447700900111", "4000", "STOP please").await;
     eventually("the MO reached the pipeline", || async {

@@ -96,7 +96,7 @@ impl Client {
 
     async fn next(&mut self) -> Command {
         match self.next_frame().await {
-            Some(Frame::Command(command)) => command,
+            Some(Frame::Command(command)) => *command,
             other => panic!("expected a PDU, got {other:?}"),
         }
     }
@@ -744,7 +744,7 @@ async fn throughput() {
                 other => panic!("unexpected {other:?}"),
             }
             if let Some(Some(Ok(Frame::Command(next)))) = client.framed.next().now_or_never() {
-                frame = Some(next);
+                frame = Some(*next);
             }
         }
     }

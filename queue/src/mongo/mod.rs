@@ -37,8 +37,8 @@ use self::queue::{Deployment, MongoQueue};
 use self::records::MongoRecords;
 use self::smsc::MongoSmsc;
 use crate::{
-    Accounts, Contacts, Coordination, Journal, Messages, MongoConfig, Queue, QueueError, Result, Smsc, Store,
-    StoreParts,
+    Accounts, AppendThenFold, Contacts, Coordination, Journal, Messages, MongoConfig, Queue, QueueError, Result, Smsc,
+    Store, StoreParts,
 };
 
 /// Queue, journal, accept, accounts, message index, contacts and
@@ -86,12 +86,15 @@ impl MongoStore {
 
     /// The store as the rest of Tern sees it.
     pub fn into_store(self) -> Store {
+        let journal = Journal::new(self.journal);
+        let messages = Messages::new(self.records.clone());
         let parts = StoreParts {
             queue: Queue::new(self.queue),
-            journal: Journal::new(self.journal),
+            recorder: Arc::new(AppendThenFold::new(journal.clone(), messages.clone())),
+            journal,
             accept: Arc::new(accept_group::GroupedAccept::new(self.accept)),
-            accounts: Accounts::new(self.records.clone()),
-            messages: Messages::new(self.records),
+            accounts: Accounts::new(self.records),
+            messages,
             contacts: Contacts::new(self.contacts),
             coordination: Coordination::new(self.coordination),
             smsc: Smsc::new(self.smsc),

@@ -9,6 +9,7 @@
 
 mod ops;
 mod pipeline;
+mod record;
 mod records;
 mod smsc;
 mod writer;
@@ -115,7 +116,8 @@ impl SqliteStore {
             messages: Messages::new(this.clone()),
             contacts: Contacts::new(this.clone()),
             coordination: Coordination::new(this.clone()),
-            smsc: Smsc::new(this),
+            smsc: Smsc::new(this.clone()),
+            recorder: this,
         };
         Store::new(parts, "sqlite")
     }

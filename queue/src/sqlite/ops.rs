@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::pipeline::PipelineOp;
+use super::record::RecordEvents;
 use super::records::{RecordOp, insert_message_rows};
 use super::smsc::SmscOp;
 use crate::accounts::{Account, Begin, TopUp};
@@ -18,6 +19,7 @@ use crate::{Claim, ClaimedEntry, LeaseRef, NackOutcome, NewEntry, PublishReceipt
 pub(super) const CHUNK: usize = 500;
 
 /// A journal row, serialised by the caller so the writer only writes.
+#[derive(Debug)]
 pub(super) struct EventRow {
     pub event_id: String,
     pub message_id: String,
@@ -35,6 +37,7 @@ pub(super) enum Op {
     Append { rows: Vec<EventRow> },
     Accept { rows: Vec<EventRow>, topic: String, entries: Vec<NewEntry>, index: Vec<MessageRow> },
     Record(RecordOp),
+    RecordEvents(RecordEvents),
     Pipeline(PipelineOp),
     Smsc(SmscOp),
 }
@@ -84,6 +87,7 @@ impl Op {
             Self::Append { rows, .. } => append(conn, rows).await.map(|n| Outcome::Count(n as u64)),
             Self::Accept { .. } => accept_many(conn, &[self], now).await.map(|()| Outcome::Done),
             Self::Record(op) => op.execute(conn).await,
+            Self::RecordEvents(op) => op.execute(conn).await,
             Self::Pipeline(op) => op.execute(conn, now).await,
             Self::Smsc(op) => op.execute(conn, now).await,
         }
@@ -106,7 +110,7 @@ impl Op {
     /// the others skip the savepoint (two statements per operation saved).
     pub(super) fn needs_savepoint(&self) -> bool {
         match self {
-            Self::Accept { .. } => true,
+            Self::Accept { .. } | Self::RecordEvents(_) => true,
             Self::Record(op) => op.needs_savepoint(),
             Self::Pipeline(op) => op.needs_savepoint(),
             Self::Smsc(op) => op.needs_savepoint(),
@@ -315,7 +319,7 @@ async fn nack(
     Ok(NackOutcome::Retrying { at })
 }
 
-async fn append<R: std::borrow::Borrow<EventRow>>(conn: &mut SqliteConnection, rows: &[R]) -> Result<usize> {
+pub(super) async fn append<R: std::borrow::Borrow<EventRow>>(conn: &mut SqliteConnection, rows: &[R]) -> Result<usize> {
     let mut appended = 0;
     for chunk in rows.chunks(CHUNK) {
         let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO journal (event_id, message_id, event) ");

@@ -102,26 +102,7 @@ impl RecordOp {
                     .await?;
                 Ok(Outcome::Count(done.rows_affected()))
             }
-            Self::UpdateStatuses(updates) => {
-                // One statement per chunk: each statement is a round trip to
-                // the connection's thread, and a worker updates hundreds at once.
-                for chunk in updates.chunks(CHUNK / 2) {
-                    let mut update = QueryBuilder::<Sqlite>::new("WITH v(account_id, message_id, status, at) AS (");
-                    update.push_values(chunk, |mut row, u| {
-                        row.push_bind(u.account_id.to_string())
-                            .push_bind(u.message_id.to_string())
-                            .push_bind(u.status.as_str())
-                            .push_bind(u.at.timestamp_millis());
-                    });
-                    update.push(
-                        ") UPDATE messages SET status = v.status, updated_at = v.at FROM v \
-                         WHERE messages.account_id = v.account_id AND messages.message_id = v.message_id \
-                         AND messages.updated_at <= v.at",
-                    );
-                    update.build().execute(&mut *conn).await?;
-                }
-                Ok(Outcome::Done)
-            }
+            Self::UpdateStatuses(updates) => update_statuses(conn, updates).await.map(|()| Outcome::Done),
             Self::PutBatch(batch) => {
                 sqlx::query(
                     "INSERT INTO batches (batch_id, account_id, recipients, accepted, invalid, created_at) \
@@ -203,6 +184,28 @@ async fn begin_request(
     .execute(&mut *conn)
     .await?;
     Ok(Outcome::Begin(Begin::Started))
+}
+
+/// Sets indexed statuses, one statement per chunk: each statement is a round
+/// trip to the connection's thread, and a worker updates hundreds at once.
+/// A row keeps a status stamped later than the update's.
+pub(super) async fn update_statuses(conn: &mut SqliteConnection, updates: &[StatusUpdate]) -> Result<()> {
+    for chunk in updates.chunks(CHUNK / 2) {
+        let mut update = QueryBuilder::<Sqlite>::new("WITH v(account_id, message_id, status, at) AS (");
+        update.push_values(chunk, |mut row, u| {
+            row.push_bind(u.account_id.to_string())
+                .push_bind(u.message_id.to_string())
+                .push_bind(u.status.as_str())
+                .push_bind(u.at.timestamp_millis());
+        });
+        update.push(
+            ") UPDATE messages SET status = v.status, updated_at = v.at FROM v \
+             WHERE messages.account_id = v.account_id AND messages.message_id = v.message_id \
+             AND messages.updated_at <= v.at",
+        );
+        update.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Writes the index rows of accepted messages (part of the accept's transaction).

@@ -99,6 +99,7 @@ macro_rules! store_test_suite {
             expirable_messages_wait_for_the_grace_of_submitted_ones,
             messages_events_reads_several_messages_in_journal_order,
             racing_charges_debit_once_and_never_overdraw,
+            racing_records_leave_the_index_at_the_fold_of_the_journal,
             smsc_ids_are_found_per_connector_and_the_latest_write_wins,
             old_smsc_ids_are_purged,
             inbound_parts_gather_until_deleted,

@@ -3,7 +3,7 @@
 use chrono::TimeDelta;
 use tern_core::{AccountId, BatchId, Event, EventKind, MessageId, MessageStatus, PricePlan};
 
-use super::{accepted, now_ms};
+use super::{accepted, join, now_ms};
 use crate::{
     Account, ApiKeyRecord, BatchRecord, Begin, IdempotencyRecord, MessageQuery, NewEntry, QueueError, RateLimits, Store,
 };
@@ -245,4 +245,69 @@ pub async fn accepted_messages_are_indexed_and_record_refreshes_their_status(sto
     counts.sort_by_key(|(s, _)| s.as_str());
     assert_eq!(counts, [(MessageStatus::Accepted, 2), (MessageStatus::Cancelled, 1)]);
     assert!(messages.batch_counts(BatchId::new()).await.unwrap().is_empty());
+}
+
+/// Recorders racing on the same messages (the receipts of two segments
+/// arriving on two binds at once) leave each message's indexed status at
+/// the fold of its whole journal.
+pub async fn racing_records_leave_the_index_at_the_fold_of_the_journal(store: &Store) {
+    let owner = AccountId::new();
+    let ids: Vec<MessageId> = (0..40).map(|_| MessageId::new()).collect();
+    let mut events = Vec::new();
+    for id in &ids {
+        let mut e = accepted(*id, owner);
+        if let EventKind::Accepted { segments, .. } = &mut e.kind {
+            *segments = 2;
+        }
+        events.push(e);
+    }
+    let entries = ids.iter().map(|id| NewEntry::new(id.to_string(), "job")).collect();
+    store.accept(&events, "mt", entries).await.unwrap();
+    let fact = |id: MessageId, kind: EventKind| Event::new(id, Some(owner), now_ms(), kind);
+    let submitted: Vec<Event> = ids
+        .iter()
+        .flat_map(|id| {
+            (1..=2)
+                .map(move |segment| EventKind::SubmittedToSmsc {
+                    connector: "c1".into(),
+                    segment,
+                    smsc_message_id: format!("{id}/{segment}"),
+                })
+                .map(move |kind| fact(*id, kind))
+        })
+        .collect();
+    store.record(&submitted).await.unwrap();
+    let report = |segment: u16| -> Vec<Event> {
+        ids.iter()
+            .map(|id| {
+                let kind = EventKind::DeliveryReport {
+                    segment,
+                    smsc_message_id: format!("{id}/{segment}"),
+                    state: tern_core::DeliveryState::Delivered,
+                    error_code: None,
+                };
+                fact(*id, kind)
+            })
+            .collect()
+    };
+    // Each message's two receipts are recorded at the same moment, one
+    // message at a time, so the two recorders overlap on it.
+    let (first, second) = (report(1), report(2));
+    for (a, b) in first.into_iter().zip(second) {
+        let (left, right) = (store.clone(), store.clone());
+        let one = tokio::spawn(async move { left.record(&[a]).await.unwrap() });
+        let two = tokio::spawn(async move { right.record(&[b]).await.unwrap() });
+        join(one).await;
+        join(two).await;
+    }
+    let keys: Vec<(AccountId, MessageId)> = ids.iter().map(|id| (owner, *id)).collect();
+    let statuses = store.messages().statuses(&keys).await.unwrap();
+    assert_eq!(statuses.len(), ids.len());
+    for (id, status) in statuses {
+        let journal = MessageStatus::fold(&store.journal().message_events(id).await.unwrap());
+        assert_eq!(journal, Some(MessageStatus::Delivered));
+        assert_eq!(status, MessageStatus::Delivered, "{id}: the index says {status:?}");
+    }
+    // Recording what is already journaled changes nothing but still refreshes.
+    assert_eq!(store.record(&submitted).await.unwrap(), 0);
 }

@@ -307,7 +307,7 @@ impl Session {
             Some(Ok(frame)) => {
                 self.refresh_config();
                 match frame {
-                    Frame::Command(command) => self.on_command(command).await,
+                    Frame::Command(command) => self.on_command(*command).await,
                     Frame::Malformed(header) => {
                         debug!(peer = %self.peer, ?header, "malformed PDU");
                         if header.is_response() {

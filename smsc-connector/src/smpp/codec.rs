@@ -20,8 +20,8 @@ const HEADER: usize = 16;
 /// One PDU read from the link.
 #[derive(Debug)]
 pub enum Frame {
-    /// A PDU that decoded.
-    Command(Command),
+    /// A PDU that decoded (boxed: most frames are small, a deliver_sm is not).
+    Command(Box<Command>),
     /// A PDU whose body did not decode; its header is intact.
     Malformed(Header),
 }
@@ -100,7 +100,7 @@ impl Decoder for SmppCodec {
         let mut frame = src.split_to(length);
         let (command_id, command_status, sequence) = (be_u32(&frame, 4), be_u32(&frame, 8), be_u32(&frame, 12));
         let malformed = match self.inner.decode(&mut frame) {
-            Ok(Some(command)) => return Ok(Some(Frame::Command(command))),
+            Ok(Some(command)) => return Ok(Some(Frame::Command(Box::new(command)))),
             Ok(None) => "the PDU ended early".to_owned(),
             Err(e) => e.to_string(),
         };

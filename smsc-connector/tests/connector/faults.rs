@@ -91,13 +91,14 @@ pub async fn receipts_that_beat_their_response_are_still_matched(store: &TestSto
     // They went through the deferred queue, which empties (the SMSC may
     // also have sent a receipt again, matched at once, before the deferred
     // copy's turn came).
-    let topic = tern_smsc_connector::receipts::deferred_topic(CONNECTOR);
+    let topic = tern_smsc_connector::receipts::receipt_topic(CONNECTOR);
     eventually("the deferred receipts are all matched", || async {
         store.queue().depth(&topic).await.unwrap().pending() == 0
     })
     .await;
     for id in &ids {
-        let reports = history(store, *id).await.iter().filter(|k| matches!(k, EventKind::DeliveryReport { .. })).count();
+        let reports =
+            history(store, *id).await.iter().filter(|k| matches!(k, EventKind::DeliveryReport { .. })).count();
         assert_eq!(reports, 1, "one receipt recorded per message, however often it came");
     }
     connector.stop().await;
