@@ -110,7 +110,9 @@ impl Plan {
     /// events projected before this batch (`prior`) and this batch's.
     pub fn refold(&mut self, prior: Vec<Event>) {
         let mut histories: HashMap<MessageId, Vec<Event>> = HashMap::new();
-        for event in prior {
+        // Only the facts the incremental path folds: an inbound fact filed
+        // under an outbound message's id must not end it as `received`.
+        for event in prior.into_iter().filter(|e| is_outbound(&e.kind)) {
             histories.entry(event.message_id).or_default().push(event);
         }
         for id in std::mem::take(&mut self.refold) {

@@ -9,7 +9,7 @@ use tern_queue::{Journal, MongoConfig, SqliteConfig, Store, StoreConfig};
 use crate::ReportStore;
 
 /// Keeps a test database alive; dropping it removes the database.
-pub type Guard = Box<dyn std::any::Any + Send>;
+pub type Guard = Box<dyn std::any::Any + Send + Sync>;
 
 fn env(name: &str) -> String {
     match std::env::var(name) {
