@@ -28,13 +28,19 @@ impl GroupBy {
         }
     }
 
-    /// The `daily_stats` column it groups by.
-    pub(crate) fn column(self) -> &'static str {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Day => "day",
             Self::Country => "country",
             Self::Status => "status",
         }
+    }
+
+    /// The `daily_stats` column it groups by.
+    pub(crate) fn column(self) -> &'static str {
+        // The columns are named as the API spells the groupings.
+        self.as_str()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Load harness: benchmarks and the nightly stress run.
 
 pub mod pipeline_bench;
+pub mod projector_bench;
 pub mod queue_bench;
 pub mod submission_bench;

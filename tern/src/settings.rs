@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use tern_handlers::optout::OptOutConfig;
 use tern_queue::StoreConfig;
+use tern_reporting::ReportingConfig;
 use tern_submission::SubmissionConfig;
 use tern_workers::config::{PipelineSettings, RepliesConfig, RoutingConfig};
 use tern_workers::{CallbackConfig, SchedulerConfig, WorkerConfig};
@@ -32,6 +33,8 @@ pub struct Settings {
     pub callbacks: CallbackConfig,
     /// `[scheduler]`: the clock.
     pub scheduler: SchedulerConfig,
+    /// `[reporting]`: the projector and the reporting database.
+    pub reporting: ReportingConfig,
 }
 
 impl Settings {
