@@ -69,9 +69,11 @@ async fn checkpoint(url: &str) -> u64 {
     position
 }
 
-async fn killed_at_random_points_equals_a_rebuild(
-    fresh: fn() -> std::pin::Pin<Box<dyn Future<Output = (String, Guard)>>>,
-) {
+async fn killed_at_random_points_equals_a_rebuild<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (String, Guard)>,
+{
     let dir = tempfile::tempdir().unwrap();
     let (store, journal_path, events) = journal_of_50k(dir.path()).await;
     let head = store.journal().head().await.unwrap().0;
@@ -131,12 +133,12 @@ async fn killed_at_random_points_equals_a_rebuild(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_killed_at_random_points_equals_a_rebuild() {
-    killed_at_random_points_equals_a_rebuild(|| Box::pin(async { fresh_sqlite_url() })).await;
+    killed_at_random_points_equals_a_rebuild(|| async { fresh_sqlite_url() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_killed_at_random_points_equals_a_rebuild() {
-    killed_at_random_points_equals_a_rebuild(|| Box::pin(fresh_postgres_url())).await;
+    killed_at_random_points_equals_a_rebuild(fresh_postgres_url).await;
 }
 
 async fn get(port: u16, path: &str) -> (u16, String) {

@@ -58,7 +58,7 @@ async fn insert_all<T>(
 ) -> Result<(), ReportingError> {
     for chunk in items.chunks(CHUNK) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(head);
-        query.push_values(chunk, |row, item| bind(row, item));
+        query.push_values(chunk, &mut bind);
         query.push(tail);
         query.build().execute(&mut *tx).await?;
     }

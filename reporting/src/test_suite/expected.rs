@@ -82,7 +82,8 @@ pub fn expected(events: &[Event]) -> Expected {
         }
     }
     for event in events {
-        if !inbound_kind(&event.kind) && !(callback_kind(&event.kind) && inbound.contains_key(&event.message_id)) {
+        let inbound_callback = callback_kind(&event.kind) && inbound.contains_key(&event.message_id);
+        if !inbound_kind(&event.kind) && !inbound_callback {
             outbound.entry(event.message_id).or_default().push(event);
         }
     }
