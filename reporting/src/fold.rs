@@ -1,19 +1,18 @@
 //! A message's status fold kept incrementally, so a batch can apply a
 //! message's new events without re-reading its earlier ones.
 //!
-//! It follows [`MessageStatus::fold`] step for step. The fold sorts events by
-//! [`Event::sequence_key`], so appending an event whose key is above every
-//! key folded so far is the same as folding everything again; an event that
-//! sorts earlier (out-of-order arrival), or an `Accepted` arriving after
-//! other status facts (it fixes the segment count the fold needs from the
-//! start), makes the caller fold the message's whole history again
-//! ([`FoldState::refold`]). The property tests compare the result with
-//! [`MessageStatus::fold`] itself.
+//! The state machine is [`StatusFold`], the one [`MessageStatus::fold`]
+//! runs. That fold sorts events by [`Event::sequence_key`], so appending an
+//! event whose key is above every key folded so far is the same as folding
+//! everything again; an event that sorts earlier (out-of-order arrival), or
+//! an `Accepted` arriving after other status facts (it fixes the segment
+//! count the fold needs from the start), makes the caller fold the
+//! message's whole history again ([`FoldState::refold`]).
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use tern_core::{DeliveryState, Event, EventId, EventKind, MessageStatus};
+use tern_core::{DeliveryState, Event, EventId, EventKind, MessageStatus, StatusFold};
 
 /// The ordering key of the fold.
 pub type SequenceKey = (DateTime<Utc>, u8, EventId);
@@ -30,12 +29,10 @@ pub enum Applied {
 /// The status fold of one message, as stored with its `messages` row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FoldState {
-    /// The folded status.
-    pub status: Option<MessageStatus>,
-    /// Segment count from `Accepted` (the fold counts 1 until it is known).
+    /// The fold itself.
+    pub machine: StatusFold,
+    /// Segment count from `Accepted`, if seen.
     pub segments: Option<u16>,
-    /// Segments with a delivered receipt, folded before the status ended.
-    pub delivered: BTreeSet<u16>,
     /// Highest sequence key of a status fact seen.
     pub last: Option<SequenceKey>,
     /// When the status became terminal.
@@ -65,6 +62,11 @@ pub fn affects_status(kind: &EventKind) -> bool {
 }
 
 impl FoldState {
+    /// The folded status.
+    pub fn status(&self) -> Option<MessageStatus> {
+        self.machine.status()
+    }
+
     /// Folds one more fact in; asks for a refold when it cannot be appended.
     pub fn apply(&mut self, event: &Event) -> Applied {
         if !affects_status(&event.kind) {
@@ -78,7 +80,9 @@ impl FoldState {
             _ => {}
         }
         if let EventKind::Accepted { segments, .. } = event.kind {
+            // The first status fact: nothing folded yet.
             self.segments = Some(segments);
+            self.machine = StatusFold::new(self.segments);
         }
         self.last = Some(key);
         self.step(event);
@@ -94,7 +98,7 @@ impl FoldState {
             EventKind::Accepted { segments, .. } => Some(segments),
             _ => None,
         });
-        let mut state = Self { segments, ..Self::default() };
+        let mut state = Self { machine: StatusFold::new(segments), segments, ..Self::default() };
         for event in ordered {
             state.last = Some(event.sequence_key());
             state.step(event);
@@ -103,38 +107,12 @@ impl FoldState {
     }
 
     fn step(&mut self, event: &Event) {
-        use MessageStatus as S;
-        if self.status.is_some_and(S::is_terminal) {
-            return;
-        }
-        let next = match &event.kind {
-            EventKind::Accepted { .. } | EventKind::Released => S::Accepted,
-            EventKind::InboundReceived { .. } => S::Received,
-            EventKind::Scheduled { .. } => S::Scheduled,
-            EventKind::Routed { .. } => S::Routed,
-            EventKind::SubmittedToSmsc { .. } => S::Submitted,
-            EventKind::DeliveryReport { segment, state, .. } => match state {
-                DeliveryState::Delivered => {
-                    self.delivered.insert(*segment);
-                    let all = usize::from(self.segments.unwrap_or(1).max(1));
-                    if self.delivered.len() >= all { S::Delivered } else { S::Submitted }
-                }
-                DeliveryState::Undeliverable => S::Undeliverable,
-                DeliveryState::Expired => S::Expired,
-                DeliveryState::Unknown => S::Submitted,
-            },
-            EventKind::Expired => S::Expired,
-            EventKind::Rejected { .. } => S::Rejected,
-            EventKind::Cancelled { .. } => S::Cancelled,
-            EventKind::Failed { .. } | EventKind::SmscRejected { .. } | EventKind::DeadLettered { .. } => S::Failed,
-            _ => return,
-        };
-        if self.status.is_none_or(|current| progress(next) >= progress(current)) {
-            self.status = Some(next);
-            if next.is_terminal() {
-                self.ended_at = Some(event.at);
-                self.error_code = error_code(&event.kind);
-            }
+        let before = self.machine.status();
+        self.machine.apply(&event.kind);
+        let after = self.machine.status();
+        if after != before && after.is_some_and(MessageStatus::is_terminal) {
+            self.ended_at = Some(event.at);
+            self.error_code = error_code(&event.kind);
         }
     }
 }
@@ -149,15 +127,6 @@ fn error_code(kind: &EventKind) -> Option<String> {
             Some(format!("dlr:{code}"))
         }
         _ => None,
-    }
-}
-
-fn progress(status: MessageStatus) -> u8 {
-    match status {
-        MessageStatus::Scheduled | MessageStatus::Accepted => 1,
-        MessageStatus::Routed => 2,
-        MessageStatus::Submitted => 3,
-        _ => 4,
     }
 }
 
@@ -234,10 +203,10 @@ mod tests {
         let mut state = FoldState::default();
         assert_eq!(state.apply(&events[0]), Applied::Done);
         assert_eq!(state.apply(&events[1]), Applied::Done);
-        assert_eq!(state.status, Some(MessageStatus::Submitted));
+        assert_eq!(state.status(), Some(MessageStatus::Submitted));
         assert_eq!(state.apply(&events[2]), Applied::Refold);
         let state = FoldState::refold(&events);
-        assert_eq!(state.status, MessageStatus::fold(&events));
+        assert_eq!(state.status(), MessageStatus::fold(&events));
         assert_eq!(state.ended_at, Some(t + TimeDelta::seconds(2)));
     }
 
@@ -247,7 +216,7 @@ mod tests {
         let t = Utc::now();
         let mut state = FoldState::default();
         assert_eq!(state.apply(&dlr(m, t, 1)), Applied::Done);
-        assert_eq!(state.status, Some(MessageStatus::Delivered));
+        assert_eq!(state.status(), Some(MessageStatus::Delivered));
         assert_eq!(state.apply(&accepted(m, t + TimeDelta::seconds(1), 3)), Applied::Refold);
     }
 

@@ -82,12 +82,12 @@ impl MessageRow {
 
     /// The folded status.
     pub fn status(&self) -> Option<MessageStatus> {
-        self.fold.status
+        self.fold.status()
     }
 
     /// When it was delivered.
     pub fn delivered_at(&self) -> Option<DateTime<Utc>> {
-        self.fold.ended_at.filter(|_| self.fold.status == Some(MessageStatus::Delivered))
+        self.fold.ended_at.filter(|_| self.fold.status() == Some(MessageStatus::Delivered))
     }
 
     /// Takes in the attributes an event carries. None of them depends on the

@@ -130,7 +130,7 @@ async fn write_messages(tx: &mut PgConnection, changes: &Changes) -> Result<(), 
     .bind(time(|r| r.fold.ended_at))
     .bind(time(|r| r.last_event_at))
     .bind(text(|r| r.fold.last.as_ref().map(key_to_text)))
-    .bind(m.iter().map(|r| delivered_to_text(&r.fold.delivered)).collect::<Vec<_>>())
+    .bind(m.iter().map(|r| delivered_to_text(r.fold.machine.delivered())).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -1,7 +1,7 @@
 //! Rows as both dialects read them back (ids as text) and the conversions.
 
 use chrono::{DateTime, Utc};
-use tern_core::MessageStatus;
+use tern_core::{MessageStatus, StatusFold};
 
 use crate::ReportingError;
 use crate::fold::{FoldState, delivered_from_text, key_from_text};
@@ -81,9 +81,8 @@ impl RawMessage {
             submitted_at: self.submitted_at,
             last_event_at: self.last_event_at,
             fold: FoldState {
-                status,
+                machine: StatusFold::resume(status, segments, delivered_from_text(&self.fold_delivered)),
                 segments,
-                delivered: delivered_from_text(&self.fold_delivered),
                 last,
                 ended_at: self.ended_at,
                 error_code: self.error_code,

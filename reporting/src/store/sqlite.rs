@@ -126,7 +126,7 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
                 .push_bind(opt_ts(m.fold.ended_at))
                 .push_bind(opt_ts(m.last_event_at))
                 .push_bind(m.fold.last.as_ref().map(key_to_text))
-                .push_bind(delivered_to_text(&m.fold.delivered));
+                .push_bind(delivered_to_text(m.fold.machine.delivered()));
         },
     )
     .await?;
