@@ -29,7 +29,7 @@ impl Default for ReportingConfig {
     fn default() -> Self {
         Self {
             database_url: None,
-            batch_size: 2_000,
+            batch_size: 5_000,
             poll_ms: 200,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             ready_max_lag_secs: 300,

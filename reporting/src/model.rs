@@ -2,6 +2,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tern_core::{AccountId, BatchId, Encoding, Event, EventKind, MessageId, MessageStatus};
+use tern_queue::{JournalRecord, Position};
+
+use crate::ReportingError;
 
 use crate::fold::FoldState;
 
@@ -358,7 +361,8 @@ impl BatchDelta {
     }
 }
 
-/// One `message_events` row.
+/// One `message_events` row: a journal record and its JSON, made before
+/// the transaction (by the projector's reader, on the other core).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRow {
     /// Journal position.
@@ -367,4 +371,19 @@ pub struct EventRow {
     pub event: Event,
     /// The event as JSON.
     pub json: String,
+}
+
+impl EventRow {
+    /// The row of one journal record.
+    pub fn new(record: JournalRecord) -> Result<Self, ReportingError> {
+        let position = i64::try_from(record.position.0)
+            .map_err(|_| anyhow::anyhow!("journal position {} is out of range", record.position))?;
+        let json = serde_json::to_string(&record.event).map_err(anyhow::Error::from)?;
+        Ok(Self { position, event: record.event, json })
+    }
+
+    /// Its journal position.
+    pub fn position(&self) -> Position {
+        Position(u64::try_from(self.position).unwrap_or(0))
+    }
 }

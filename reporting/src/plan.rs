@@ -5,9 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tern_core::{BatchId, Event, MessageId};
-use tern_queue::{JournalRecord, Position};
+use tern_queue::Position;
 
-use crate::ReportingError;
 use crate::fold::{Applied, FoldState};
 use crate::model::{BatchDelta, EventRow, InboundRow, MessageRow, StatsCounts, StatsKey, is_inbound, is_outbound};
 
@@ -50,7 +49,7 @@ pub struct Plan {
 }
 
 /// The outbound messages some records are about: the rows to load first.
-pub fn outbound_ids(records: &[JournalRecord]) -> Vec<MessageId> {
+pub fn outbound_ids(records: &[EventRow]) -> Vec<MessageId> {
     let mut ids: Vec<MessageId> =
         records.iter().filter(|r| is_outbound(&r.event.kind)).map(|r| r.event.message_id).collect();
     ids.sort_unstable();
@@ -61,7 +60,7 @@ pub fn outbound_ids(records: &[JournalRecord]) -> Vec<MessageId> {
 impl Plan {
     /// Applies `records` (in position order, all after the stored
     /// checkpoint) to the `existing` rows of the messages they touch.
-    pub fn new(records: &[JournalRecord], existing: Vec<MessageRow>) -> Result<Self, ReportingError> {
+    pub fn new(records: Vec<EventRow>, existing: Vec<MessageRow>) -> Self {
         let mut rows: HashMap<MessageId, MessageRow> = existing.into_iter().map(|r| (r.message_id, r)).collect();
         let before = rows.iter().map(|(id, row)| (*id, contribution(row))).collect();
         let mut plan = Self {
@@ -70,18 +69,11 @@ impl Plan {
             fresh: HashMap::new(),
             refold: BTreeSet::new(),
             inbound: BTreeMap::new(),
-            events: Vec::with_capacity(records.len()),
-            checkpoint: records.last().map_or(Position::START, |r| r.position),
+            events: Vec::new(),
+            checkpoint: records.last().map_or(Position::START, EventRow::position),
         };
-        for record in records {
+        for record in &records {
             let event = &record.event;
-            let position = i64::try_from(record.position.0)
-                .map_err(|_| anyhow::anyhow!("journal position {} is out of range", record.position))?;
-            plan.events.push(EventRow {
-                position,
-                event: event.clone(),
-                json: serde_json::to_string(event).map_err(anyhow::Error::from)?,
-            });
             if is_inbound(&event.kind) {
                 plan.inbound.entry(event.message_id).or_default().absorb(event);
             } else if is_outbound(&event.kind) {
@@ -97,7 +89,8 @@ impl Plan {
                 plan.fresh.entry(event.message_id).or_default().push(event.clone());
             }
         }
-        Ok(plan)
+        plan.events = records;
+        plan
     }
 
     /// Messages whose status must be folded again from their whole history

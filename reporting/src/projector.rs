@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use tern_queue::{Journal, JournalRecord, Position};
+use chrono::{DateTime, Utc};
+use tern_queue::{Journal, Position};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::model::EventRow;
 use crate::store::ReportStore;
 use crate::{ReportingError, metrics as names};
 
@@ -55,10 +56,10 @@ impl Progress {
         }
     }
 
-    fn record(&self, checkpoint: Position, head: Position, last: Option<&JournalRecord>) {
+    fn record(&self, checkpoint: Position, head: Position, last_at: Option<DateTime<Utc>>) {
         let behind = head.0.saturating_sub(checkpoint.0);
-        let lag_ms = match last {
-            Some(record) if behind > 0 => u64::try_from((Utc::now() - record.event.at).num_milliseconds()).unwrap_or(0),
+        let lag_ms = match last_at {
+            Some(at) if behind > 0 => u64::try_from((Utc::now() - at).num_milliseconds()).unwrap_or(0),
             _ => 0,
         };
         self.checkpoint.store(checkpoint.0, Ordering::Relaxed);
@@ -98,11 +99,11 @@ pub struct Projector {
     progress: Arc<Progress>,
 }
 
-/// Reads the journal one batch ahead of the writer.
+/// Reads the journal one batch ahead of the writer, and makes its rows.
 struct ReadAhead {
     journal: Journal,
     limit: usize,
-    next: JoinHandle<Result<Vec<JournalRecord>, ReportingError>>,
+    next: JoinHandle<Result<Vec<EventRow>, ReportingError>>,
 }
 
 impl ReadAhead {
@@ -111,22 +112,22 @@ impl ReadAhead {
         Self { journal, limit, next }
     }
 
-    fn spawn(
-        journal: &Journal,
-        after: Position,
-        limit: usize,
-    ) -> JoinHandle<Result<Vec<JournalRecord>, ReportingError>> {
+    fn spawn(journal: &Journal, after: Position, limit: usize) -> JoinHandle<Result<Vec<EventRow>, ReportingError>> {
         let journal = journal.clone();
-        tokio::spawn(async move { Ok(journal.read_from(after, limit).await?) })
+        tokio::spawn(async move { read(&journal, after, limit).await })
     }
 
     /// The next batch; the read of the one after it starts at once.
-    async fn next(&mut self, fallback: Position) -> Result<Vec<JournalRecord>, ReportingError> {
+    async fn next(&mut self, fallback: Position) -> Result<Vec<EventRow>, ReportingError> {
         let records = (&mut self.next).await.map_err(|e| anyhow::anyhow!("journal reader stopped: {e}"))??;
-        let after = records.last().map_or(fallback, |r| r.position);
+        let after = records.last().map_or(fallback, EventRow::position);
         self.next = Self::spawn(&self.journal, after, self.limit);
         Ok(records)
     }
+}
+
+async fn read(journal: &Journal, after: Position, limit: usize) -> Result<Vec<EventRow>, ReportingError> {
+    journal.read_from(after, limit).await?.into_iter().map(EventRow::new).collect()
 }
 
 impl Drop for ReadAhead {
@@ -155,13 +156,13 @@ impl Projector {
     /// reading ahead); returns how many records it applied.
     pub async fn step(&self) -> Result<usize, ReportingError> {
         let checkpoint = self.store.checkpoint().await?;
-        let records = self.journal.read_from(checkpoint, self.batch_size).await?;
+        let records = read(&self.journal, checkpoint, self.batch_size).await?;
         if records.is_empty() {
             let head = self.journal.head().await?;
             self.progress.record(checkpoint, head, None);
             return Ok(0);
         }
-        Ok(self.apply(&records).await?.applied)
+        Ok(self.apply(records).await?.applied)
     }
 
     /// Applies everything the journal holds now; returns when a read comes
@@ -183,23 +184,24 @@ impl Projector {
                 self.progress.record(checkpoint, head, None);
                 return Ok(Run { events, elapsed: started.elapsed(), checkpoint });
             }
-            let outcome = self.apply(&records).await?;
+            let outcome = self.apply(records).await?;
             checkpoint = outcome.checkpoint;
             events += outcome.applied as u64;
             bar.set_position(checkpoint.0);
         }
     }
 
-    async fn apply(&self, records: &[JournalRecord]) -> Result<crate::store::BatchOutcome, ReportingError> {
+    async fn apply(&self, records: Vec<EventRow>) -> Result<crate::store::BatchOutcome, ReportingError> {
         let started = Instant::now();
-        let outcome = self.store.apply(records).await;
+        let (count, last_at) = (records.len(), records.last().map(|r| r.event.at));
+        let outcome = self.store.apply_rows(records).await;
         let result = if outcome.is_ok() { "ok" } else { "error" };
         ::metrics::counter!(names::BATCHES, "result" => result).increment(1);
         let outcome = outcome?;
         ::metrics::histogram!(names::BATCH_SECONDS).record(started.elapsed().as_secs_f64());
         ::metrics::counter!(names::EVENTS).increment(outcome.applied as u64);
-        let head = if records.len() < self.batch_size { outcome.checkpoint } else { self.journal.head().await? };
-        self.progress.record(outcome.checkpoint, head, records.last());
+        let head = if count < self.batch_size { outcome.checkpoint } else { self.journal.head().await? };
+        self.progress.record(outcome.checkpoint, head, last_at);
         Ok(outcome)
     }
 

@@ -25,7 +25,7 @@ pub struct ProjectorBenchPlan {
 
 impl Default for ProjectorBenchPlan {
     fn default() -> Self {
-        Self { messages: 40_000, batch_size: 2_000, rebuild_batch_size: 10_000 }
+        Self { messages: 40_000, batch_size: 5_000, rebuild_batch_size: 10_000 }
     }
 }
 

@@ -136,8 +136,8 @@ enum Bench {
         /// Outbound messages in the generated journal (about 6 events each).
         #[arg(long, default_value_t = 40_000)]
         messages: usize,
-        /// Records per transaction, incremental run.
-        #[arg(long, default_value_t = 2_000)]
+        /// Records per transaction, incremental run (the projector's default).
+        #[arg(long, default_value_t = 5_000)]
         batch_size: usize,
         /// Records per transaction, rebuild.
         #[arg(long, default_value_t = 10_000)]

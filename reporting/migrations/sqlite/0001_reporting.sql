@@ -43,7 +43,7 @@ CREATE INDEX messages_batch ON messages (batch_id) WHERE batch_id IS NOT NULL;
 
 CREATE TABLE message_events (
     position   INTEGER PRIMARY KEY,
-    event_id   TEXT NOT NULL UNIQUE,
+    event_id   TEXT NOT NULL,
     message_id TEXT NOT NULL,
     account_id TEXT,
     type       TEXT NOT NULL,

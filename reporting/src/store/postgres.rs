@@ -62,7 +62,7 @@ async fn write_events(tx: &mut PgConnection, changes: &Changes) -> Result<(), Re
     sqlx::query(
         "INSERT INTO message_events (position, event_id, message_id, account_id, type, at, event) \
          SELECT * FROM UNNEST($1::int8[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], \
-         $6::timestamptz[], $7::text[]::jsonb[]) ON CONFLICT DO NOTHING",
+         $6::timestamptz[], $7::text[]::json[]) ON CONFLICT DO NOTHING",
     )
     .bind(e.iter().map(|r| r.position).collect::<Vec<i64>>())
     .bind(e.iter().map(|r| r.event.id.to_string()).collect::<Vec<_>>())

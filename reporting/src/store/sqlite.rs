@@ -48,16 +48,17 @@ pub(super) async fn load_events(tx: &mut SqliteConnection, ids: &[MessageId]) ->
     Ok(sqlx::query_scalar(sql).bind(ids_json(ids)).fetch_all(tx).await?)
 }
 
-/// Runs `head VALUES (...), (...) tail` over `items`, `CHUNK` rows at a time.
-async fn insert_all<T>(
+/// Runs `head VALUES (...), (...) tail` over `items`, `CHUNK` rows at a
+/// time; values are bound by reference, not copied.
+async fn insert_all<'a, T>(
     tx: &mut SqliteConnection,
     head: &str,
     tail: &str,
-    items: &[T],
-    mut bind: impl FnMut(sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, &T),
+    items: &'a [T],
+    mut bind: impl FnMut(sqlx::query_builder::Separated<'_, 'a, Sqlite, &'static str>, &'a T),
 ) -> Result<(), ReportingError> {
     for chunk in items.chunks(CHUNK) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(head);
+        let mut query: QueryBuilder<'a, Sqlite> = QueryBuilder::new(head);
         query.push_values(chunk, &mut bind);
         query.push(tail);
         query.build().execute(&mut *tx).await?;
@@ -79,7 +80,7 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
                 .push_bind(opt_id(e.event.account_id))
                 .push_bind(e.event.kind.type_name())
                 .push_bind(ts(e.event.at))
-                .push_bind(e.json.clone());
+                .push_bind(e.json.as_str());
         },
     )
     .await?;
@@ -105,18 +106,18 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
                 .push_bind(opt_id(m.account_id))
                 .push_bind(opt_id(m.reseller_id))
                 .push_bind(opt_id(m.batch_id))
-                .push_bind(m.destination.clone())
-                .push_bind(m.country.clone())
-                .push_bind(m.sender.clone())
-                .push_bind(m.client_ref.clone())
+                .push_bind(m.destination.as_deref())
+                .push_bind(m.country.as_deref())
+                .push_bind(m.sender.as_deref())
+                .push_bind(m.client_ref.as_deref())
                 .push_bind(m.segments.map(i64::from))
-                .push_bind(m.encoding.clone())
-                .push_bind(m.connector.clone())
+                .push_bind(m.encoding.as_deref())
+                .push_bind(m.connector.as_deref())
                 .push_bind(m.routed_attempt.map(i64::from))
                 .push_bind(m.status().map(|s| s.as_str()))
-                .push_bind(m.fold.error_code.clone())
+                .push_bind(m.fold.error_code.as_deref())
                 .push_bind(m.price)
-                .push_bind(m.currency.clone())
+                .push_bind(m.currency.as_deref())
                 .push_bind(m.charged)
                 .push_bind(m.refunded)
                 .push_bind(m.wholesale)
@@ -146,14 +147,14 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
         |mut row, i| {
             row.push_bind(opt_id(i.message_id))
                 .push_bind(opt_id(i.account_id))
-                .push_bind(i.from_number.clone())
-                .push_bind(i.to_number.clone())
-                .push_bind(i.body.clone())
-                .push_bind(i.connector.clone())
+                .push_bind(i.from_number.as_deref())
+                .push_bind(i.to_number.as_deref())
+                .push_bind(i.body.as_deref())
+                .push_bind(i.connector.as_deref())
                 .push_bind(opt_ts(i.received_at))
                 .push_bind(opt_id(i.reply_to))
-                .push_bind(i.opt.clone())
-                .push_bind(i.keyword.clone());
+                .push_bind(i.opt.as_deref())
+                .push_bind(i.keyword.as_deref());
         },
     )
     .await?;
@@ -167,8 +168,8 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
         |mut row, (key, counts)| {
             row.push_bind(key.day)
                 .push_bind(key.account_id.to_string())
-                .push_bind(key.country.clone())
-                .push_bind(key.connector.clone())
+                .push_bind(key.country.as_str())
+                .push_bind(key.connector.as_str())
                 .push_bind(key.status.as_str())
                 .push_bind(counts.messages)
                 .push_bind(counts.segments)
@@ -177,14 +178,14 @@ pub(super) async fn write(tx: &mut SqliteConnection, changes: &Changes) -> Resul
     )
     .await?;
     for chunk in changes.shrunk.chunks(CHUNK) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "DELETE FROM daily_stats WHERE messages = 0 AND (account_id, day, country, connector, status) IN (",
         );
         query.push_values(chunk, |mut row, key| {
             row.push_bind(key.account_id.to_string())
                 .push_bind(key.day)
-                .push_bind(key.country.clone())
-                .push_bind(key.connector.clone())
+                .push_bind(key.country.as_str())
+                .push_bind(key.connector.as_str())
                 .push_bind(key.status.as_str());
         });
         query.push(")");
