@@ -91,6 +91,9 @@ where
         let mut done = false;
         loop {
             assert!(Instant::now() < deadline, "not caught up in time (seed {seed}, {kills} kills)");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("tern projector exited by itself: {status} (seed {seed}, {kills} kills)");
+            }
             tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
             let at = checkpoint(&url).await;
             if at >= head {

@@ -107,11 +107,28 @@ impl ReportStore {
     }
 
     async fn migrate(&self) -> Result<(), ReportingError> {
-        match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        // Two processes starting together (projector and submission) may
+        // both find a migration missing; on SQLite, which has no migration
+        // lock, the loser fails on the winner's tables. Each migration
+        // commits with its bookkeeping row, so a second look sees it done.
+        let mut attempt = 0;
+        loop {
+            let outcome = match self {
+                Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+                Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+            };
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= 5 => {
+                    return Err(ReportingError::Unexpected(anyhow::anyhow!("cannot migrate the reporting store: {e}")));
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "migrating the reporting store failed; looking again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
         }
-        .map_err(|e| ReportingError::Unexpected(anyhow::anyhow!("cannot migrate the reporting store: {e}")))
     }
 
     /// Drops every table and creates the schema again, empty, checkpoint at
