@@ -21,4 +21,4 @@ pub use ids::{AccountId, BatchId, EventId, IdParseError, MessageId};
 pub use msisdn::{Msisdn, MsisdnError};
 pub use pricing::{PricePlan, PricePlanError};
 pub use sender::{SenderId, SenderIdError};
-pub use status::MessageStatus;
+pub use status::{MessageStatus, StatusFold};

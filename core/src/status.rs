@@ -72,7 +72,7 @@ impl MessageStatus {
             EventKind::Accepted { segments, .. } => Some(segments),
             _ => None,
         });
-        let mut fold = Fold { segments: segments.unwrap_or(1), ..Fold::default() };
+        let mut fold = StatusFold::new(segments);
         for event in ordered {
             fold.apply(&event.kind);
         }
@@ -80,15 +80,42 @@ impl MessageStatus {
     }
 }
 
-#[derive(Default)]
-struct Fold {
+/// The state machine of [`MessageStatus::fold`], for readers that fold a
+/// message's events one at a time, in canonical order, and keep the state
+/// between events (the reporting projector stores it per message).
+/// `MessageStatus::fold` is exactly this machine run over the sorted events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusFold {
     status: Option<MessageStatus>,
     segments: u16,
     delivered: BTreeSet<u16>,
 }
 
-impl Fold {
-    fn apply(&mut self, kind: &EventKind) {
+impl StatusFold {
+    /// A fold that has seen nothing, for a message of `segments` segments
+    /// (from its `Accepted`; 1 while unknown).
+    pub fn new(segments: Option<u16>) -> Self {
+        Self { status: None, segments: segments.unwrap_or(1), delivered: BTreeSet::new() }
+    }
+
+    /// A fold resumed from what [`StatusFold::status`] and
+    /// [`StatusFold::delivered`] said when it was put aside.
+    pub fn resume(status: Option<MessageStatus>, segments: Option<u16>, delivered: BTreeSet<u16>) -> Self {
+        Self { status, segments: segments.unwrap_or(1), delivered }
+    }
+
+    /// The status so far.
+    pub fn status(&self) -> Option<MessageStatus> {
+        self.status
+    }
+
+    /// The segments whose delivered receipt was folded so far.
+    pub fn delivered(&self) -> &BTreeSet<u16> {
+        &self.delivered
+    }
+
+    /// Folds the next event (events must come in [`Event::sequence_key`] order).
+    pub fn apply(&mut self, kind: &EventKind) {
         use MessageStatus as S;
         if self.status.is_some_and(S::is_terminal) {
             return;

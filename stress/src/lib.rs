@@ -2,5 +2,6 @@
 
 pub mod connector_bench;
 pub mod pipeline_bench;
+pub mod projector_bench;
 pub mod queue_bench;
 pub mod submission_bench;

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// Over the account's rate limit.
     #[error("{detail}")]
     RateLimited { detail: String, retry_after_secs: u64 },
+    /// A feature this server was not configured for.
+    #[error("{0}")]
+    NotConfigured(String),
     /// The store cannot be reached now.
     #[error("the message store is unavailable, retry later: {0}")]
     Unavailable(String),
@@ -89,6 +92,9 @@ impl ApiError {
                 "Idempotency key reused with a different request",
             ),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Rate limit exceeded"),
+            Self::NotConfigured(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "not-configured", "Not configured on this server")
+            }
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Unexpected(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }

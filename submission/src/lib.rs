@@ -26,12 +26,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tern_queue::Store;
+use tern_reporting::ReportStore;
 
 use crate::auth::AuthCache;
 pub use crate::config::SubmissionConfig;
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
-use crate::routes::{account, admin, batches, health, inbound, messages, routing};
+use crate::routes::{account, admin, batches, health, inbound, messages, reports, routing};
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub struct AppState {
     pub config: SubmissionConfig,
     /// The admin token, if the admin API is enabled.
     pub admin_token: Option<String>,
+    /// The reporting store `/v1/reports` reads, if one is configured.
+    pub reports: Option<ReportStore>,
     auth: AuthCache,
     limiter: RateLimiter,
     prometheus: PrometheusHandle,
@@ -57,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(batches::get_batch)
         .service(account::balance)
         .service(inbound::list)
+        .service(reports::summary)
         .service(admin::create_account)
         .service(admin::list_accounts)
         .service(admin::get_account)
@@ -83,7 +87,7 @@ async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError>
 #[derive(Debug)]
 pub struct Submission {
     listener: TcpListener,
-    state: web::Data<AppState>,
+    state: AppState,
 }
 
 impl Submission {
@@ -97,9 +101,16 @@ impl Submission {
             limiter: RateLimiter::default(),
             prometheus: crate::metrics::prometheus()?,
             admin_token,
+            reports: None,
             config,
         };
-        Ok(Self { listener, state: web::Data::new(state) })
+        Ok(Self { listener, state })
+    }
+
+    /// Serves `/v1/reports` from `reports` (without one they answer 503).
+    pub fn with_reports(mut self, reports: ReportStore) -> Self {
+        self.state.reports = Some(reports);
+        self
     }
 
     /// The port it listens on.
@@ -110,7 +121,7 @@ impl Submission {
     /// Starts serving; the server stops on SIGTERM/SIGINT (draining
     /// requests in flight) or through its handle.
     pub fn run(self) -> anyhow::Result<Server> {
-        let state = self.state;
+        let state = web::Data::new(self.state);
         let workers = match state.config.workers {
             0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             n => n,

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{account, admin, batches, health, inbound, messages, routing};
+use crate::routes::{account, admin, batches, health, inbound, messages, reports, routing};
 
 /// Everything the API serves.
 #[derive(Debug, OpenApi)]
@@ -14,6 +14,7 @@ use crate::routes::{account, admin, batches, health, inbound, messages, routing}
         batches::create, batches::get_batch,
         account::balance,
         inbound::list,
+        reports::summary,
         admin::create_account, admin::list_accounts, admin::get_account, admin::update_account,
         admin::suspend, admin::reinstate, admin::top_up, admin::create_key, admin::list_keys, admin::revoke_key,
         routing::get_routing, routing::put_routing,
@@ -25,6 +26,7 @@ use crate::routes::{account, admin, batches, health, inbound, messages, routing}
         (name = "batches", description = "Bulk sends"),
         (name = "account", description = "The caller's account"),
         (name = "inbound", description = "Messages handsets sent to the account"),
+        (name = "reports", description = "Traffic and revenue from the reporting store"),
         (name = "admin", description = "Operator API (admin token)"),
         (name = "operations", description = "Health"),
     )

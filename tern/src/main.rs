@@ -1,5 +1,6 @@
 //! `tern <role>`: every component of Tern is a subcommand of this binary.
-//! Roles arrive with their issues; today: `submission`, the store check and the benchmarks.
+//! Roles arrive with their issues; today: `submission`, `worker`, `scheduler`, `projector`, the store
+//! check and the benchmarks.
 
 mod settings;
 
@@ -48,11 +49,32 @@ enum Command {
     },
     /// An SMPP 3.4 SMSC simulator for development, tests and stress runs.
     SmscSim(SimArgs),
+    /// The reporting projector: builds the SQL reporting store from the journal, exactly once.
+    Projector {
+        /// TOML configuration file (see docs/configuration.md).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Without one: tail the journal until stopped.
+        #[command(subcommand)]
+        action: Option<ProjectorAction>,
+    },
     /// Connect to the configured store, check it can serve Tern, and report its state.
     CheckStore(StoreArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectorAction {
+    /// Drop the reporting store and replay the whole journal into it, with a progress bar.
+    Rebuild,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportTarget {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +152,27 @@ enum Bench {
         /// HTTP worker threads of the server (0: one per core).
         #[arg(long, default_value_t = 0)]
         server_workers: usize,
+    },
+    /// Journal events projected/s into the reporting store, incrementally and by rebuild.
+    Projector {
+        /// Where the generated journal is written (and read from).
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The reporting store measured.
+        #[arg(long, value_enum, default_value = "sqlite")]
+        target: ReportTarget,
+        /// PostgreSQL server for `--target postgres`; a scratch database is created there and dropped.
+        #[arg(long, env = "TERN_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres_url: String,
+        /// Outbound messages in the generated journal (about 6 events each).
+        #[arg(long, default_value_t = 40_000)]
+        messages: usize,
+        /// Records per transaction, incremental run (the projector's default).
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
+        /// Records per transaction, rebuild.
+        #[arg(long, default_value_t = 10_000)]
+        rebuild_batch_size: usize,
     },
 }
 
@@ -280,7 +323,10 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             if settings.submission.admin_token.is_none() {
                 tracing::warn!("no admin token configured (TERN_ADMIN_TOKEN): the admin API is disabled");
             }
-            let server = tern_submission::Submission::new(store, settings.submission.clone(), listener)?;
+            let mut server = tern_submission::Submission::new(store, settings.submission.clone(), listener)?;
+            if let Some(url) = settings.reporting.database_url.as_deref().filter(|u| !u.trim().is_empty()) {
+                server = server.with_reports(tern_reporting::ReportStore::connect(url).await?);
+            }
             tracing::info!(listen = %settings.submission.listen, "submission API listening");
             server.run()?.await?;
         }
@@ -390,6 +436,48 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
                 server_workers,
             };
             submission_bench::run(store, &plan).await?;
+        }
+        Command::Projector { config, action } => {
+            let settings = settings::Settings::load(config.as_deref())?;
+            let store = settings.store.connect().await?;
+            let reporting = &settings.reporting;
+            match action {
+                Some(ProjectorAction::Rebuild) => {
+                    let reports = tern_reporting::ReportStore::connect(reporting.projector_url()).await?;
+                    let batch = reporting.batch_size.max(10_000);
+                    let projector = tern_reporting::Projector::new(store.journal().clone(), reports, batch);
+                    let run = projector.rebuild(true).await?;
+                    println!(
+                        "rebuilt the {} reporting store: {} events in {:.1} s ({:.0} events/s), checkpoint at {}",
+                        projector.store().dialect(),
+                        run.events,
+                        run.elapsed.as_secs_f64(),
+                        run.rate(),
+                        run.checkpoint
+                    );
+                }
+                None => {
+                    let (shutdown, stop) = tern_workers::Shutdown::new();
+                    tokio::spawn(async move {
+                        stop_signal().await;
+                        shutdown.trigger();
+                    });
+                    tern_reporting::run_role(store.journal().clone(), reporting, stop).await?;
+                }
+            }
+        }
+        Command::Bench(Bench::Projector { store, target, postgres_url, messages, batch_size, rebuild_batch_size }) => {
+            let journal = store.config(scratch).connect().await?;
+            let plan = tern_stress::projector_bench::ProjectorBenchPlan { messages, batch_size, rebuild_batch_size };
+            match target {
+                ReportTarget::Sqlite => {
+                    let url = format!("sqlite://{}", scratch.join("reports-bench.db").display());
+                    tern_stress::projector_bench::run(&journal, &url, &plan).await?;
+                }
+                ReportTarget::Postgres => {
+                    tern_stress::projector_bench::run_on_postgres(&journal, &postgres_url, &plan).await?;
+                }
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use tern_handlers::optout::OptOutConfig;
 use tern_queue::StoreConfig;
+use tern_reporting::ReportingConfig;
 use tern_smsc_connector::{ConnectorRole, Connectors};
 use tern_submission::SubmissionConfig;
 use tern_workers::config::{PipelineSettings, RepliesConfig, RoutingConfig};
@@ -37,6 +38,8 @@ pub struct Settings {
     pub connector: ConnectorRole,
     /// `[connectors.<name>]`: the SMSC links.
     pub connectors: Connectors,
+    /// `[reporting]`: the projector and the reporting database.
+    pub reporting: ReportingConfig,
 }
 
 impl Settings {

@@ -6,4 +6,5 @@ pub mod batches;
 pub mod health;
 pub mod inbound;
 pub mod messages;
+pub mod reports;
 pub mod routing;

@@ -2,11 +2,12 @@
 //! in order, as one bash script, with TERN_URL and TERN_ADMIN_TOKEN set.
 //! A block that fails (curl -f, set -e) fails the test.
 
-use crate::helpers::{ADMIN_TOKEN, Backend, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, Backend, spawn_with_reports};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_curl_examples_of_docs_api_md_work() {
-    let app = spawn_app(Backend::Sqlite).await;
+    // With a reporting store, as a deployment running the projector has.
+    let app = spawn_with_reports(Backend::Sqlite, tern_reporting::test_suite::sqlite_reports().await).await;
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md")).unwrap();
     let mut script = String::from("set -euo pipefail\n");
     let mut blocks = 0;

@@ -27,8 +27,12 @@ pub struct TestApp {
     pub url: String,
     pub store: Store,
     pub client: reqwest::Client,
+    /// The reporting store `/v1/reports` reads, when the app has one.
+    pub reports: Option<tern_reporting::ReportStore>,
     /// The SQLite store's directory, removed when the test ends.
     _dir: Option<tempfile::TempDir>,
+    /// Drops the reporting database when the test ends.
+    _reports_guard: Option<tern_reporting::test_suite::Guard>,
 }
 
 async fn store_for(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
@@ -57,14 +61,34 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(backend: Backend, config: SubmissionConfig) -> TestApp {
+    spawn_full(backend, config, None).await
+}
+
+/// The app with a reporting store for `/v1/reports`.
+pub async fn spawn_with_reports(
+    backend: Backend,
+    reports: (tern_reporting::ReportStore, tern_reporting::test_suite::Guard),
+) -> TestApp {
+    spawn_full(backend, SubmissionConfig::default(), Some(reports)).await
+}
+
+async fn spawn_full(
+    backend: Backend,
+    config: SubmissionConfig,
+    reports: Option<(tern_reporting::ReportStore, tern_reporting::test_suite::Guard)>,
+) -> TestApp {
     LazyLock::force(&TRACING);
     let (store, dir) = store_for(backend).await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = SubmissionConfig { admin_token: Some(ADMIN_TOKEN.into()), workers: 2, ..config };
-    let app = Submission::new(store.clone(), config, listener).unwrap();
+    let mut app = Submission::new(store.clone(), config, listener).unwrap();
+    let (reports, guard) = reports.map_or((None, None), |(r, g)| (Some(r), Some(g)));
+    if let Some(reports) = &reports {
+        app = app.with_reports(reports.clone());
+    }
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run().unwrap());
-    TestApp { url, store, client: reqwest::Client::new(), _dir: dir }
+    TestApp { url, store, client: reqwest::Client::new(), reports, _dir: dir, _reports_guard: guard }
 }
 
 impl TestApp {

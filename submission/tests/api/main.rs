@@ -12,5 +12,6 @@ mod docs;
 mod inbound;
 mod messages;
 mod operations;
+mod reports;
 mod routing;
 mod tenancy;

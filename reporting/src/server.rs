@@ -1,0 +1,82 @@
+//! The projector role's small HTTP endpoint: `/healthz`, `/readyz` (lag
+//! included) and `/metrics` (Prometheus).
+
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, get, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+use crate::projector::Progress;
+use crate::store::ReportStore;
+
+struct State {
+    store: ReportStore,
+    progress: Arc<Progress>,
+    max_lag_secs: u64,
+    prometheus: PrometheusHandle,
+}
+
+/// The process's Prometheus recorder (installed once; metrics are process-wide).
+pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+#[get("/healthz")]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store answers, the last step succeeded, and the lag is
+/// within `ready_max_lag_secs`; the body shows the lag either way.
+#[get("/readyz")]
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let lag = state.progress.lag();
+    let problem = match state.store.ping().await {
+        Err(e) => Some(format!("the reporting store does not answer: {e}")),
+        Ok(()) if !lag.healthy => Some("the last projection step failed; see the log".to_owned()),
+        Ok(()) if lag.seconds > state.max_lag_secs as f64 => {
+            Some(format!("{:.0} s behind the journal (more than {} s)", lag.seconds, state.max_lag_secs))
+        }
+        Ok(()) => None,
+    };
+    let body = json!({
+        "status": if problem.is_none() { "ready" } else { "not_ready" },
+        "detail": problem,
+        "store": state.store.dialect(),
+        "checkpoint": lag.checkpoint,
+        "journal_head": lag.head,
+        "lag_events": lag.events,
+        "lag_seconds": lag.seconds,
+    });
+    if problem.is_none() { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
+}
+
+/// Serves the endpoint on `listener` until the returned server is stopped.
+pub fn serve(
+    listener: TcpListener,
+    store: ReportStore,
+    progress: Arc<Progress>,
+    max_lag_secs: u64,
+) -> anyhow::Result<Server> {
+    let state = web::Data::new(State { store, progress, max_lag_secs, prometheus: prometheus()? });
+    let server =
+        HttpServer::new(move || App::new().app_data(state.clone()).service(healthz).service(readyz).service(metrics))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+    Ok(server)
+}
