@@ -61,7 +61,7 @@ impl RecordEvents {
         let mut stale = Vec::new();
         for expected in &self.expected {
             if counts.get(&expected.message_id).copied() == Some(expected.events) {
-                updates.extend(expected.update.clone());
+                updates.extend(expected.update);
             } else {
                 stale.push(expected.message_id.as_str());
             }

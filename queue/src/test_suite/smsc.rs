@@ -49,7 +49,7 @@ pub async fn smsc_ids_are_found_per_connector_and_the_latest_write_wins(store: &
     // wrapped its counter means a new message): the latest write wins.
     let reused = SmscIdRecord { message_id: MessageId::new(), ..record("c1", "a1", m1, (1, 1)) };
     store.smsc().put_smsc_ids(&[reused.clone(), a1.clone()]).await.unwrap();
-    store.smsc().put_smsc_ids(&[reused.clone()]).await.unwrap();
+    store.smsc().put_smsc_ids(std::slice::from_ref(&reused)).await.unwrap();
     assert_eq!(store.smsc().smsc_ids("c1", &ids(&["a1"])).await.unwrap(), vec![reused]);
 }
 
