@@ -78,8 +78,12 @@ pub struct StatusUpdate {
     pub message_id: MessageId,
     /// Its status now.
     pub status: MessageStatus,
-    /// When it changed.
+    /// When it changed: the latest folded event's time.
     pub at: DateTime<Utc>,
+    /// How many journal events the status folds. Two recorders can fold
+    /// different histories whose latest events share a millisecond; the one
+    /// that read more of the journal must win, so this breaks ties in `at`.
+    pub events: u32,
 }
 
 /// Which messages to list: always one account's, newest first.

@@ -38,7 +38,8 @@ pub trait RecordBackend: Send + Sync + fmt::Debug + 'static {
 /// The portable recorder: append, then read the touched messages' journals
 /// back, fold and update the index. Reading after appending is what makes
 /// concurrent recorders safe: of two recording facts about one message, the
-/// later reader sees both, and its update (the later `at`) wins.
+/// later reader sees both, and its update (the later `at`, or at the same
+/// `at` the longer history) wins.
 #[derive(Debug, Clone)]
 pub struct AppendThenFold {
     journal: Journal,
@@ -77,8 +78,9 @@ pub fn status_updates(events: impl IntoIterator<Item = Event>) -> Vec<StatusUpda
     for (message_id, history) in histories {
         let at = history.iter().map(|e| e.at).max();
         let owner = history.iter().find_map(|e| e.account_id);
+        let events = u32::try_from(history.len()).unwrap_or(u32::MAX);
         if let (Some(status), Some(at), Some(account_id)) = (MessageStatus::fold(&history), at, owner) {
-            updates.push(StatusUpdate { account_id, message_id, status, at });
+            updates.push(StatusUpdate { account_id, message_id, status, at, events });
         }
     }
     updates

@@ -320,10 +320,12 @@ impl DispatchStage {
                 acks.push(job.delivery);
             }
         }
-        // Ids first: a receipt that finds the event must find its message too.
+        // Ids first: a receipt that finds the event must find its message
+        // too. The cache last: a receipt matched from it follows a recorded
+        // submission (see `receipts`).
         self.store.smsc().put_smsc_ids(&records).await?;
-        self.receipts.remember(&records);
         self.store.record(&events).await?;
+        self.receipts.remember(&records);
         let lost = consumer.ack_all(acks).await?;
         if !lost.is_empty() {
             tracing::warn!(lost = lost.len(), "leases lost before ack; those messages will be checked again");

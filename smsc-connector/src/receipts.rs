@@ -15,6 +15,14 @@
 //! being resent). It is then queued durably on `dlr.<connector>` and the
 //! [`ReceiptStage`] matches it again with growing delays, for
 //! `receipt_match_window_secs`, then gives it up and counts it.
+//!
+//! The dispatcher stores a message's SMSC ids, then records its
+//! `SubmittedToSmsc` events, and only then lets this process's cache know
+//! the ids. A receipt matched from the cache therefore follows a recorded
+//! submission. One matched from the store may not: the dispatcher can have
+//! died between the two writes. So such a receipt is recorded with the
+//! submission its id record proves; the event's id is derived from the fact,
+//! so where the dispatcher did record it, the journal keeps that one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,6 +46,18 @@ use crate::recent::RecentIds;
 /// The topic of a connector's receipts whose message was not known yet.
 pub fn receipt_topic(connector: &str) -> String {
     format!("dlr.{connector}")
+}
+
+/// The `SubmittedToSmsc` events an SMSC id record stands for.
+fn proven_submission(record: &SmscIdRecord) -> impl Iterator<Item = Event> + '_ {
+    (record.first_segment..=record.last_segment.max(record.first_segment)).map(move |segment| {
+        let kind = EventKind::SubmittedToSmsc {
+            connector: record.connector.clone(),
+            segment,
+            smsc_message_id: record.smsc_id.clone(),
+        };
+        Event::new(record.message_id, record.account_id, record.at, kind)
+    })
 }
 
 /// First delay before an unmatched receipt is matched again; doubles per try.
@@ -76,6 +96,7 @@ impl ReceiptMatcher {
     pub async fn record(&self, receipts: &[Receipt]) -> Result<Vec<usize>, QueueError> {
         let keys: Vec<String> = receipts.iter().map(|r| self.ids.from_receipt(&r.smsc_id)).collect();
         let mut found: Vec<Option<SmscIdRecord>> = keys.iter().map(|key| self.recent.get(key)).collect();
+        let cached: Vec<bool> = found.iter().map(Option::is_some).collect();
         let mut wanted: Vec<String> =
             keys.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(k, _)| k.clone()).collect();
         if !wanted.is_empty() {
@@ -97,11 +118,14 @@ impl ReceiptMatcher {
         }
         let mut events = Vec::with_capacity(receipts.len());
         let mut unmatched = Vec::new();
-        for (i, (receipt, record)) in receipts.iter().zip(&found).enumerate() {
+        for (i, ((receipt, record), cached)) in receipts.iter().zip(&found).zip(cached).enumerate() {
             let Some(record) = record else {
                 unmatched.push(i);
                 continue;
             };
+            if !cached {
+                events.extend(proven_submission(record));
+            }
             for segment in record.first_segment..=record.last_segment.max(record.first_segment) {
                 let kind = EventKind::DeliveryReport {
                     segment,

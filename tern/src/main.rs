@@ -3,10 +3,12 @@
 //! check and the benchmarks.
 
 mod settings;
+mod sim_args;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sim_args::SimArgs;
 use tern_queue::{MongoConfig, SqliteConfig, StoreConfig};
 use tern_stress::queue_bench::{self, QueueBenchPlan};
 use tern_stress::submission_bench::{self, SubmissionBenchPlan};
@@ -174,84 +176,6 @@ enum Bench {
         #[arg(long, default_value_t = 10_000)]
         rebuild_batch_size: usize,
     },
-}
-
-#[derive(Debug, Args)]
-struct SimArgs {
-    /// TOML file with the simulator's settings (docs/operations.md lists them).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Where to listen (overrides the file).
-    #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
-    /// Receipt delay range in milliseconds, `MIN,MAX`.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
-    receipt_delay_ms: Option<Vec<u64>>,
-    /// Receipt outcome weights, `DELIVERED,UNDELIVERABLE,EXPIRED`.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
-    outcomes: Option<Vec<f64>>,
-    /// Share of delivered messages answered by the handset with an MO.
-    #[arg(long)]
-    mo_share: Option<f64>,
-    /// Share of submit_sm answered ESME_RTHROTTLED.
-    #[arg(long)]
-    throttle_share: Option<f64>,
-    /// Share of submit_sm refused for good (ESME_RINVDSTADR).
-    #[arg(long)]
-    reject_share: Option<f64>,
-    /// Share of submit_sm whose response is never sent.
-    #[arg(long)]
-    drop_response_share: Option<f64>,
-    /// Drop the link on every N-th submit_sm.
-    #[arg(long)]
-    disconnect_every: Option<u64>,
-    /// Seconds between two lines of statistics in the log (0: none).
-    #[arg(long, default_value_t = 10)]
-    stats_every: u64,
-}
-
-impl SimArgs {
-    fn config(&self) -> anyhow::Result<tern_smsc_connector::sim::SimConfig> {
-        let mut config: tern_smsc_connector::sim::SimConfig = match &self.config {
-            Some(file) => config::Config::builder()
-                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml).required(true))
-                .build()
-                .and_then(config::Config::try_deserialize)
-                .map_err(|e| anyhow::anyhow!("the simulator configuration {} is invalid: {e}", file.display()))?,
-            None => tern_smsc_connector::sim::SimConfig::default(),
-        };
-        if let Some(listen) = self.listen {
-            config.listen = listen;
-        }
-        if let Some([min, max]) = self.receipt_delay_ms.as_deref() {
-            config.receipt_delay_ms = (*min, *max);
-        }
-        if let Some([delivered, undeliverable, expired]) = self.outcomes.as_deref() {
-            config.outcomes = tern_smsc_connector::sim::Outcomes {
-                delivered: *delivered,
-                undeliverable: *undeliverable,
-                expired: *expired,
-            };
-        }
-        let shares = [
-            (self.mo_share, &mut config.mo_share),
-            (self.throttle_share, &mut config.throttle_share),
-            (self.reject_share, &mut config.reject_share),
-            (self.drop_response_share, &mut config.drop_response_share),
-        ];
-        for (given, field) in shares {
-            if let Some(share) = given {
-                if !(0.0..=1.0).contains(&share) {
-                    anyhow::bail!("shares are between 0 and 1; got {share}");
-                }
-                *field = share;
-            }
-        }
-        if self.disconnect_every.is_some() {
-            config.disconnect_every = self.disconnect_every;
-        }
-        Ok(config)
-    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -136,8 +136,10 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 async fn assert_exactly_once(store: &Store, account: &Account, ids: &[MessageId]) {
     let mut charged: HashMap<MessageId, usize> = HashMap::new();
     let mut routed: HashMap<MessageId, usize> = HashMap::new();
+    let mut kinds: HashMap<MessageId, Vec<&'static str>> = HashMap::new();
     for chunk in ids.chunks(500) {
         for event in store.journal().messages_events(chunk).await.unwrap() {
+            kinds.entry(event.message_id).or_default().push(event.kind.type_name());
             match event.kind {
                 EventKind::Charged { .. } => *charged.entry(event.message_id).or_default() += 1,
                 EventKind::Routed { .. } => *routed.entry(event.message_id).or_default() += 1,
@@ -145,9 +147,11 @@ async fn assert_exactly_once(store: &Store, account: &Account, ids: &[MessageId]
             }
         }
     }
+    let depth = store.queue().depth("mt").await.unwrap();
     for id in ids {
-        assert_eq!(charged.get(id), Some(&1), "message {id} charged once");
-        assert_eq!(routed.get(id), Some(&1), "message {id} routed once");
+        let why = format!("message {id}: history {:?}, mt queue {depth:?}", kinds.get(id));
+        assert_eq!(charged.get(id), Some(&1), "charged once; {why}");
+        assert_eq!(routed.get(id), Some(&1), "routed once; {why}");
     }
     let balance = store.accounts().account(account.id).await.unwrap().unwrap().balance;
     assert_eq!(balance, START_BALANCE - PRICE * ids.len() as i64, "balance = top-ups − charges");

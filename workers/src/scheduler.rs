@@ -177,7 +177,9 @@ impl Scheduler {
                 // The index lagged behind the journal: bring it up to date instead.
                 Some(status) if status.is_terminal() => {
                     let at = history.iter().map(|e| e.at).max().unwrap_or(now);
-                    stale.push(StatusUpdate { account_id: row.account_id, message_id: row.message_id, status, at });
+                    let events = u32::try_from(history.len()).unwrap_or(u32::MAX);
+                    let (account_id, message_id) = (row.account_id, row.message_id);
+                    stale.push(StatusUpdate { account_id, message_id, status, at, events });
                 }
                 Some(_) => {
                     expired += 1;

@@ -494,16 +494,24 @@ impl MessageIndexBackend for MongoRecords {
     /// and an instant (one batch, one clock reading): one `update_many` per
     /// such group instead of one round trip per message.
     async fn update_statuses(&self, updates: &[StatusUpdate]) -> Result<()> {
-        let mut groups: std::collections::BTreeMap<(String, i64), Vec<String>> = Default::default();
+        let mut groups: std::collections::BTreeMap<(String, i64, u32), Vec<String>> = Default::default();
         for u in updates {
-            let key = (u.status.as_str().to_owned(), u.at.timestamp_millis());
+            let key = (u.status.as_str().to_owned(), u.at.timestamp_millis(), u.events);
             groups.entry(key).or_default().push(u.message_id.to_string());
         }
         let updates: Vec<(Document, Document)> = groups
             .into_iter()
-            .map(|((status, at), ids)| {
-                let filter = doc! { "_id": { "$in": ids }, "updated_at": { "$lte": at } };
-                (filter, doc! { "$set": { "status": status, "updated_at": at } })
+            .map(|((status, at, events), ids)| {
+                // Older, or as old and folding no more events; a row written
+                // at accept has no count yet, which `$not` matches.
+                let filter = doc! {
+                    "_id": { "$in": ids },
+                    "$or": [
+                        { "updated_at": { "$lt": at } },
+                        { "updated_at": at, "events": { "$not": { "$gt": i64::from(events) } } },
+                    ],
+                };
+                (filter, doc! { "$set": { "status": status, "updated_at": at, "events": i64::from(events) } })
             })
             .collect();
         futures::stream::iter(updates)

@@ -188,7 +188,9 @@ async fn begin_request(
 
 /// Sets indexed statuses, one statement per chunk: each statement is a round
 /// trip to the connection's thread, and a worker updates hundreds at once.
-/// A row keeps a status stamped later than the update's.
+/// A row keeps a status stamped later than the update's. Unlike MongoDB,
+/// ties in `at` need no event count here: the one writer applies records
+/// one after another, each folding the journal its transaction sees.
 pub(super) async fn update_statuses(conn: &mut SqliteConnection, updates: &[StatusUpdate]) -> Result<()> {
     for chunk in updates.chunks(CHUNK / 2) {
         let mut update = QueryBuilder::<Sqlite>::new("WITH v(account_id, message_id, status, at) AS (");

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use tern_core::{EventKind, MessageStatus};
+use chrono::Utc;
+use tern_core::{DeliveryState, EventKind, MessageStatus};
+use tern_queue::SmscIdRecord;
+use tern_smsc_connector::ReceiptIds;
+use tern_smsc_connector::deliver::Receipt;
+use tern_smsc_connector::receipts::ReceiptMatcher;
 
 use crate::helpers::*;
 
@@ -196,4 +201,35 @@ pub async fn shutdown_records_what_was_in_flight_then_unbinds(store: &TestStore)
     connector.stop().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(sim.stats().duplicates, 0);
+}
+
+/// The dispatcher stored the SMSC id and died before recording the
+/// submission; the SMSC's receipt, matched from the store, records both.
+pub async fn a_receipt_records_the_submission_its_dispatcher_did_not_live_to(store: &TestStore) {
+    let account = account(store, 10_000).await;
+    let id = routed(store, &account, Send::default()).await;
+    let record = SmscIdRecord {
+        connector: CONNECTOR.into(),
+        smsc_id: "4f2a".into(),
+        message_id: id,
+        account_id: Some(account.id),
+        first_segment: 1,
+        last_segment: 1,
+        at: Utc::now(),
+    };
+    store.smsc().put_smsc_ids(std::slice::from_ref(&record)).await.unwrap();
+    let matcher = ReceiptMatcher::new(CONNECTOR, store.store.clone(), ReceiptIds::Same);
+    let receipt =
+        Receipt { smsc_id: "4f2a".into(), state: DeliveryState::Delivered, error_code: None, received_at: Utc::now() };
+    assert!(matcher.record(std::slice::from_ref(&receipt)).await.unwrap().is_empty(), "matched from the store");
+    assert_eq!(status(store, id).await, MessageStatus::Delivered);
+    // The SMSC sends it again; the dispatcher's own record would be the same fact.
+    matcher.record(&[receipt]).await.unwrap();
+    let kinds = history(store, id).await;
+    let submitted: Vec<&EventKind> = kinds.iter().filter(|k| matches!(k, EventKind::SubmittedToSmsc { .. })).collect();
+    assert!(
+        matches!(submitted.as_slice(), [EventKind::SubmittedToSmsc { segment: 1, smsc_message_id, .. }] if smsc_message_id == "4f2a"),
+        "{kinds:?}"
+    );
+    assert_eq!(counts(&kinds).get("delivery_report"), Some(&1), "{kinds:?}");
 }

@@ -22,6 +22,7 @@ connector_suite!(
     faults::messages_wait_while_the_smsc_is_down_and_drain_after,
     faults::a_refused_bind_is_retried_without_sending,
     faults::shutdown_records_what_was_in_flight_then_unbinds,
+    faults::a_receipt_records_the_submission_its_dispatcher_did_not_live_to,
     inbound::inbound_messages_reach_the_pipeline_whole,
     inbound::handsets_reply_to_delivered_messages,
 );
