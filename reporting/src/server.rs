@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, get, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::projector::Progress;
@@ -19,14 +19,27 @@ struct State {
     prometheus: PrometheusHandle,
 }
 
-/// The process's Prometheus recorder (installed once; metrics are process-wide).
+/// Bucket bounds, in seconds, of every `*_seconds` histogram.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process's Prometheus recorder. Metrics are process-wide and `tern up`
+/// runs every role in one process, so every role that serves `/metrics`
+/// takes this one, installed on first use.
 pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let handle = PrometheusBuilder::new().install_recorder()?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &LATENCY_BUCKETS)
+                .map_err(|e| e.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            ::metrics::set_global_recorder(recorder).map_err(|_| "another metrics recorder is installed".to_owned())?;
+            Ok(handle)
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 #[get("/healthz")]
@@ -74,6 +87,25 @@ pub fn serve(
     let state = web::Data::new(State { store, progress, max_lag_secs, prometheus: prometheus()? });
     let server =
         HttpServer::new(move || App::new().app_data(state.clone()).service(healthz).service(readyz).service(metrics))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+    Ok(server)
+}
+
+#[get("/metrics")]
+async fn process_metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(prometheus.render())
+}
+
+/// Serves the process's `/metrics` and `/healthz` on `listener`, for roles
+/// without an HTTP server of their own (worker, scheduler, connector). It
+/// lives here because this crate owns the process's recorder.
+pub fn serve_metrics(listener: TcpListener) -> anyhow::Result<Server> {
+    let prometheus = web::Data::new(prometheus()?);
+    let server =
+        HttpServer::new(move || App::new().app_data(prometheus.clone()).service(healthz).service(process_metrics))
             .workers(1)
             .disable_signals()
             .listen(listener)?

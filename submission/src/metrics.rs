@@ -1,14 +1,13 @@
 //! Metric names of the submission role, and the middleware that records
 //! every request.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Requests answered, by route, method and status.
 pub const HTTP_REQUESTS: &str = "tern_http_requests_total";
@@ -17,22 +16,9 @@ pub const HTTP_DURATION: &str = "tern_http_request_duration_seconds";
 /// Messages accepted, by kind (single, batch).
 pub const MESSAGES_ACCEPTED: &str = "tern_messages_accepted_total";
 
-/// The process's Prometheus recorder (metrics are process-wide; installed once).
+/// The process's Prometheus recorder, shared with the other roles of the process.
 pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &buckets)?
-        .build_recorder();
-    let handle = recorder.handle();
-    if metrics::set_global_recorder(recorder).is_err() {
-        // Another thread won the race; its handle is the one that records.
-        return HANDLE.get().cloned().ok_or_else(|| anyhow::anyhow!("a foreign metrics recorder is installed"));
-    }
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    tern_reporting::server::prometheus()
 }
 
 /// Records each request's route, status and latency.

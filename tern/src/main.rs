@@ -1,9 +1,10 @@
 //! `tern <role>`: every component of Tern is a subcommand of this binary.
-//! Roles arrive with their issues; today: `submission`, `worker`, `scheduler`, `projector`, the store
-//! check and the benchmarks.
+//! `tern up` runs them all in one process on embedded defaults.
 
+mod demo;
 mod settings;
 mod sim_args;
+mod up;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything in one process on SQLite files, with the SMSC simulator: start here.
+    Up(up::UpArgs),
     /// The REST API (accounts, keys, sends, batches, status).
     Submission {
         /// TOML configuration file (see docs/configuration.md).
@@ -33,12 +36,16 @@ enum Command {
         /// TOML configuration file (see docs/configuration.md).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// The clock: releases scheduled messages, expires stale ones, runs maintenance.
     Scheduler {
         /// TOML configuration file (see docs/configuration.md).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// SMPP connectors: send what routing queued for them, record receipts and inbound messages.
     Connector {
@@ -48,6 +55,8 @@ enum Command {
         /// Run only these connectors (default: `[connector] run`, else every one configured).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// An SMPP 3.4 SMSC simulator for development, tests and stress runs.
     SmscSim(SimArgs),
@@ -65,6 +74,27 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+/// Where a role without an API of its own serves `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Args)]
+struct MetricsArgs {
+    /// Serve Prometheus `/metrics` (and `/healthz`) on this address, e.g. 127.0.0.1:9465.
+    #[arg(long = "metrics", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArgs {
+    /// Starts the endpoint when asked for; it stops with the process.
+    fn serve(&self) -> anyhow::Result<()> {
+        if let Some(listen) = self.listen {
+            let listener = std::net::TcpListener::bind(listen)
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {listen}: {e}"))?;
+            tokio::spawn(tern_reporting::server::serve_metrics(listener)?);
+            tracing::info!(%listen, "serving /metrics");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
     match cli.command {
+        Command::Up(args) => up::run(args).await?,
         Command::Submission { config } => {
             let settings = settings::Settings::load(config.as_deref())?;
             let store = settings.store.connect().await?;
@@ -254,8 +285,9 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             tracing::info!(listen = %settings.submission.listen, "submission API listening");
             server.run()?.await?;
         }
-        Command::Worker { config } => {
+        Command::Worker { config, metrics } => {
             let settings = settings::Settings::load(config.as_deref())?;
+            metrics.serve()?;
             let store = settings.store.connect().await?;
             let worker = tern_workers::Worker::new(store, settings.pipeline()).await?;
             let (shutdown, stop) = tern_workers::Shutdown::new();
@@ -267,8 +299,9 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             tracing::info!(stages = ?settings.worker.stages, "worker running");
             worker.run(stop).await?;
         }
-        Command::Scheduler { config } => {
+        Command::Scheduler { config, metrics } => {
             let settings = settings::Settings::load(config.as_deref())?;
+            metrics.serve()?;
             let store = settings.store.connect().await?;
             let scheduler = tern_workers::scheduler::Scheduler::new(store, settings.scheduler);
             let (shutdown, stop) = tern_workers::Shutdown::new();
@@ -279,8 +312,9 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
             tracing::info!("scheduler running");
             scheduler.run(stop).await;
         }
-        Command::Connector { config, only } => {
+        Command::Connector { config, only, metrics } => {
             let settings = settings::Settings::load(config.as_deref())?;
+            metrics.serve()?;
             let names = connector_names(&settings, &only)?;
             let store = settings.store.connect().await?;
             let (shutdown, stop) = tern_workers::Shutdown::new();
@@ -440,7 +474,7 @@ fn connector_names(settings: &settings::Settings, only: &[String]) -> anyhow::Re
 }
 
 /// SIGTERM or Ctrl-C.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -217,7 +217,9 @@ async fn a_connector_killed_mid_stream_loses_nothing_and_resends_only_the_window
     let at_kill = count_submitted(&store, &ids).await.0;
     assert!(at_kill < ids.len(), "killed before it finished ({at_kill} submitted)");
 
-    let second = Process::spawn(tern(&["connector", "--config", config_arg]).stderr(Stdio::inherit()));
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let second =
+        Process::spawn(tern(&["connector", "--config", config_arg, "--metrics", &metrics]).stderr(Stdio::inherit()));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (_, delivered, _) = count_submitted(&store, &ids).await;
@@ -229,6 +231,14 @@ async fn a_connector_killed_mid_stream_loses_nothing_and_resends_only_the_window
     }
     let (submitted, _, unknown) = count_submitted(&store, &ids).await;
     assert_eq!(submitted, ids.len(), "each message recorded as submitted exactly once");
+    // `--metrics` serves the connector's own figures.
+    let scraped = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    for series in
+        ["tern_connector_binds_up{", "tern_connector_receipts_total{", "tern_connector_response_seconds_bucket{"]
+    {
+        assert!(scraped.contains(series), "{series} missing from /metrics:\n{scraped}");
+    }
+    assert!(scraped.contains("connector=\"c1\""), "{scraped}");
     terminate(second);
     terminate(worker);
     let stats: serde_json::Value = serde_json::from_str(&terminate(sim)).unwrap();
