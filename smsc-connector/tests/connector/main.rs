@@ -7,6 +7,7 @@ mod helpers;
 
 mod faults;
 mod inbound;
+mod pacing;
 mod sending;
 
 connector_suite!(
@@ -25,4 +26,6 @@ connector_suite!(
     faults::a_receipt_records_the_submission_its_dispatcher_did_not_live_to,
     inbound::inbound_messages_reach_the_pipeline_whole,
     inbound::handsets_reply_to_delivered_messages,
+    pacing::the_throughput_cap_paces_the_sends,
+    pacing::the_window_bounds_the_requests_in_flight,
 );
