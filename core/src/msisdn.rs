@@ -69,8 +69,10 @@ impl Msisdn {
         Ok(Self { e164, country })
     }
 
-    /// Compiles the numbering plans now (about half a second) instead of on
-    /// the first number parsed, so no request pays for it.
+    /// Loads the numbering metadata now (under 0.1 s) instead of on the
+    /// first number parsed. Each calling code's patterns compile on its
+    /// first number (a few ms, 50 ms for +1's 25 regions), once per
+    /// process: compiling every country up front took 0.5 s and 90 MB.
     pub fn prepare() {
         crate::numbering::prepare();
     }

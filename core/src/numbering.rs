@@ -1,6 +1,6 @@
 //! A fast path for validating E.164 numbers: the numbering-plan patterns of
-//! the `phonenumber` crate's metadata (libphonenumber's), compiled once into
-//! our own regexes.
+//! the `phonenumber` crate's metadata (libphonenumber's), compiled once per
+//! calling code into our own regexes.
 //!
 //! Why: `phonenumber` looks every pattern up in one process-wide LRU of
 //! compiled regexes behind a mutex, hashing the pattern text on each use.
@@ -12,7 +12,7 @@
 //! (a property test in `tests/numbering_props.rs` compares the two).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use phonenumber::metadata::{DATABASE, Metadata};
 use regex::{Regex, RegexBuilder};
@@ -71,21 +71,25 @@ impl Region {
     }
 }
 
-/// Regions by calling code, main region first (as libphonenumber orders them).
-static PLAN: LazyLock<HashMap<u16, Vec<Region>>> = LazyLock::new(|| {
-    let mut plan = HashMap::new();
-    for code in 1..=999u16 {
-        let Some(metas) = DATABASE.by_code(&code) else { continue };
-        let regions: Option<Vec<Region>> = metas.into_iter().map(Region::new).collect();
-        // A region whose patterns our regex engine refuses is left to the slow path.
-        if let Some(regions) = regions.filter(|r| !r.is_empty()) {
-            plan.insert(code, regions);
-        }
-    }
-    plan
+/// Regions by calling code, main region first (as libphonenumber orders
+/// them), each code's compiled on first use: all of them take about 90 MB,
+/// and most deployments see a handful of countries. `None`: a region whose
+/// patterns our regex engine refuses, left to the slow path.
+static PLAN: LazyLock<HashMap<u16, OnceLock<Option<Vec<Region>>>>> = LazyLock::new(|| {
+    (1..=999u16).filter(|code| DATABASE.by_code(code).is_some()).map(|code| (code, OnceLock::new())).collect()
 });
 
-/// Builds the plan if it is not built yet.
+fn regions(code: u16) -> Option<&'static [Region]> {
+    let slot = PLAN.get(&code)?;
+    slot.get_or_init(|| {
+        let metas = DATABASE.by_code(&code)?;
+        let regions: Option<Vec<Region>> = metas.into_iter().map(Region::new).collect();
+        regions.filter(|r| !r.is_empty())
+    })
+    .as_deref()
+}
+
+/// Loads the numbering metadata if it is not loaded yet (regions compile on first use).
 pub(crate) fn prepare() {
     LazyLock::force(&PLAN);
 }
@@ -100,7 +104,7 @@ pub(crate) fn validate(digits: &str) -> Option<(usize, Option<String>)> {
     }
     for len in 1..=3.min(digits.len()) {
         let Ok(code) = digits[..len].parse::<u16>() else { continue };
-        let Some(regions) = PLAN.get(&code) else { continue };
+        let Some(regions) = regions(code) else { continue };
         let national = &digits[len..];
         // libphonenumber's region for a shared code: the first whose leading
         // digits match, else the first for which the number is valid.
