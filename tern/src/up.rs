@@ -78,9 +78,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the SMSC simulator on {}", args.smpp_sim))?;
     let settings = settings(&args, sim.local_addr(), admin_token.clone())?;
     let store = settings.store.connect().await?;
-    // The pipeline stops first, the links last: see `stop_in_order`.
+    // The pipeline stops first, the links and the projector last (see below).
     let (pipeline_shutdown, pipeline_stop) = tern_workers::Shutdown::new();
-    let (links_shutdown, stop) = tern_workers::Shutdown::new();
+    let (links_shutdown, links_stop) = tern_workers::Shutdown::new();
 
     let listener = std::net::TcpListener::bind(args.http).with_context(|| format!("cannot listen on {}", args.http))?;
     let api_url = format!("http://{}", listener.local_addr()?);
@@ -97,9 +97,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler.run(pipeline_stop));
     let mut connectors = Vec::new();
     for (name, config) in &settings.connectors {
-        connectors.push(tern_smsc_connector::start(name, config, store.clone(), stop.clone())?);
+        connectors.push(tern_smsc_connector::start(name, config, store.clone(), links_stop.clone())?);
     }
-    let (journal, reporting, projector_stop) = (store.journal().clone(), settings.reporting.clone(), stop.clone());
+    let (journal, reporting, projector_stop) = (store.journal().clone(), settings.reporting.clone(), links_stop);
     let projector = tokio::spawn(async move {
         let outcome = tern_reporting::run_role(journal, &reporting, projector_stop).await;
         if let Err(e) = &outcome {
