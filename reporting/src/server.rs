@@ -16,7 +16,6 @@ struct State {
     store: ReportStore,
     progress: Arc<Progress>,
     max_lag_secs: u64,
-    prometheus: PrometheusHandle,
 }
 
 /// Bucket bounds, in seconds, of every `*_seconds` histogram.
@@ -72,11 +71,6 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     if problem.is_none() { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
-#[get("/metrics")]
-async fn metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
-}
-
 /// Serves the endpoint on `listener` until the returned server is stopped.
 pub fn serve(
     listener: TcpListener,
@@ -84,31 +78,34 @@ pub fn serve(
     progress: Arc<Progress>,
     max_lag_secs: u64,
 ) -> anyhow::Result<Server> {
-    let state = web::Data::new(State { store, progress, max_lag_secs, prometheus: prometheus()? });
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).service(healthz).service(readyz).service(metrics))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)?
-            .run();
-    Ok(server)
-}
-
-#[get("/metrics")]
-async fn process_metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(prometheus.render())
+    start(listener, Some(web::Data::new(State { store, progress, max_lag_secs })))
 }
 
 /// Serves the process's `/metrics` and `/healthz` on `listener`, for roles
 /// without an HTTP server of their own (worker, scheduler, connector). It
 /// lives here because this crate owns the process's recorder.
 pub fn serve_metrics(listener: TcpListener) -> anyhow::Result<Server> {
+    start(listener, None)
+}
+
+/// `/healthz` and `/metrics`, plus the projector's `/readyz` when given its state.
+fn start(listener: TcpListener, projector: Option<web::Data<State>>) -> anyhow::Result<Server> {
     let prometheus = web::Data::new(prometheus()?);
-    let server =
-        HttpServer::new(move || App::new().app_data(prometheus.clone()).service(healthz).service(process_metrics))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(prometheus.clone()).service(healthz).service(metrics);
+        match &projector {
+            Some(state) => app.app_data(state.clone()).service(readyz),
+            None => app,
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
     Ok(server)
+}
+
+#[get("/metrics")]
+async fn metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(prometheus.render())
 }

@@ -99,7 +99,8 @@ impl Submission {
             store,
             auth: AuthCache::new(Duration::from_millis(config.auth_cache_ms)),
             limiter: RateLimiter::default(),
-            prometheus: crate::metrics::prometheus()?,
+            // One recorder per process, whichever roles it runs.
+            prometheus: tern_reporting::server::prometheus()?,
             admin_token,
             reports: None,
             config,

@@ -7,7 +7,6 @@ use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Requests answered, by route, method and status.
 pub const HTTP_REQUESTS: &str = "tern_http_requests_total";
@@ -15,11 +14,6 @@ pub const HTTP_REQUESTS: &str = "tern_http_requests_total";
 pub const HTTP_DURATION: &str = "tern_http_request_duration_seconds";
 /// Messages accepted, by kind (single, batch).
 pub const MESSAGES_ACCEPTED: &str = "tern_messages_accepted_total";
-
-/// The process's Prometheus recorder, shared with the other roles of the process.
-pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
-    tern_reporting::server::prometheus()
-}
 
 /// Records each request's route, status and latency.
 pub async fn record(
