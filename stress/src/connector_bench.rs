@@ -16,7 +16,7 @@ use tern_core::{AccountId, Encoding, Event, EventKind, MessageId};
 use tern_handlers::Dispatch;
 use tern_queue::{NewEntry, Position, Store, StoreConfig};
 use tern_smsc_connector::ConnectorConfig;
-use tern_smsc_connector::sim::{SimConfig, Simulator};
+use tern_smsc_connector::sim::{Outcomes, SimConfig, Simulator};
 use tern_workers::Shutdown;
 
 const CONNECTOR: &str = "bench";
@@ -122,10 +122,12 @@ pub async fn run_once(config: &StoreConfig, plan: &ConnectorBenchPlan, window: u
     let store = config.connect().await.context("cannot open the bench store")?;
     prepare(&store, messages).await?;
     let mut position = store.journal().head().await?;
-    let mut sim_config = SimConfig { listen: "127.0.0.1:0".parse()?, receipt_delay_ms: (0, 0), ..SimConfig::default() };
-    sim_config.outcomes.delivered = 1.0;
-    sim_config.outcomes.undeliverable = 0.0;
-    sim_config.outcomes.expired = 0.0;
+    let mut sim_config = SimConfig {
+        listen: "127.0.0.1:0".parse()?,
+        receipt_delay_ms: (0, 0),
+        outcomes: Outcomes::all_delivered(),
+        ..SimConfig::default()
+    };
     sim_config.window = window.max(100);
     let sim = Simulator::start(sim_config).await?;
     let connector_config = ConnectorConfig {

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tern_core::{AccountId, Event, EventKind, MessageId, MessageStatus, PricePlan};
 use tern_handlers::Dispatch;
 use tern_queue::{Account, Charge, Debit, MongoConfig, NewEntry, RateLimits, SqliteConfig, Store, StoreConfig};
-use tern_smsc_connector::sim::{SimConfig, SimHandle, Simulator};
+use tern_smsc_connector::sim::{Outcomes, SimConfig, SimHandle, Simulator};
 use tern_smsc_connector::{ConnectorConfig, Running};
 use tern_workers::Shutdown;
 
@@ -183,11 +183,12 @@ pub async fn routed_many(store: &Store, account: &Account, n: usize, tag: &str) 
 
 /// A simulator on a free port, answering at once unless configured otherwise.
 pub async fn simulator(change: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut config =
-        SimConfig { listen: "127.0.0.1:0".parse().unwrap(), receipt_delay_ms: (0, 5), ..SimConfig::default() };
-    config.outcomes.delivered = 1.0;
-    config.outcomes.undeliverable = 0.0;
-    config.outcomes.expired = 0.0;
+    let mut config = SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        receipt_delay_ms: (0, 5),
+        outcomes: Outcomes::all_delivered(),
+        ..SimConfig::default()
+    };
     change(&mut config);
     Simulator::start(config).await.unwrap()
 }
