@@ -47,6 +47,17 @@ pub async fn run_role(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let store = ReportStore::connect(config.projector_url()).await?;
+    run_role_on(store, journal, config, shutdown).await
+}
+
+/// [`run_role`] on a store already connected (and migrated), which it
+/// closes when it stops: `tern up` shares the API's.
+pub async fn run_role_on(
+    store: ReportStore,
+    journal: Journal,
+    config: &ReportingConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let projector = Projector::new(journal, store.clone(), config.batch_size);

@@ -79,7 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api_url = format!("http://{}", listener.local_addr()?);
     let reports = tern_reporting::ReportStore::connect(settings.reporting.projector_url()).await?;
     let server = tern_submission::Submission::new(store.clone(), settings.submission.clone(), listener)?
-        .with_reports(reports)
+        .with_reports(reports.clone())
         .run()?;
     let http = server.handle();
     let api = tokio::spawn(server);
@@ -94,7 +94,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let (journal, reporting, projector_stop) = (store.journal().clone(), settings.reporting.clone(), links_stop);
     let projector = tokio::spawn(async move {
-        let outcome = tern_reporting::run_role(journal, &reporting, projector_stop).await;
+        let outcome = tern_reporting::run_role_on(reports, journal, &reporting, projector_stop).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "the projector stopped");
         }
