@@ -19,6 +19,9 @@
 #                           node-smpp is installed in smsc-connector/tests/interop/node
 #
 # Knobs:
+#   TERN_TEST_STRESS=1         run the 60-second stress run even when
+#                              nextest arguments are given (it runs by
+#                              default only when none are)
 #   TERN_TEST_FORCE_TEMP_PG=1  always start a temporary PostgreSQL cluster,
 #                              even if one answers on 127.0.0.1:5432
 #   NEXTEST_PROFILE=ci         nextest profile (see .config/nextest.toml)
@@ -290,6 +293,15 @@ else
     # Doc tests first, so the last summary line is nextest's (CI reads it).
     step "cargo test --workspace --doc"
     run_child cargo test --workspace --doc || rc=$?
+    # The 60-second stress run with chaos, unless the caller picked tests.
+    # It fails on a broken invariant, never on speed; its report stays in
+    # target/stress-ci.
+    if [[ $# -eq 0 || "${TERN_TEST_STRESS:-}" == "1" ]]; then
+        step "tern stress: 60 s, one process per role, chaos every 8 s"
+        run_child cargo build -p tern || rc=$?
+        run_child target/debug/tern stress --mode roles --duration 60s --chaos --chaos-every 8s \
+            --rate 300 --drain 180s --out target/stress-ci || { r=$?; [[ $rc -eq 0 ]] && rc=$r; }
+    fi
     step "cargo nextest run --workspace --all-targets --no-fail-fast $*"
     run_child cargo nextest run --workspace --all-targets --no-fail-fast "$@" || { r=$?; [[ $rc -eq 0 ]] && rc=$r; }
 fi

@@ -4,6 +4,7 @@
 mod demo;
 mod settings;
 mod sim_args;
+mod stress_args;
 mod up;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(Bench),
+    /// The stress run: a deployment under a REST load mix, with faults, then the invariants checked.
+    Stress(stress_args::StressArgs),
 }
 
 /// Where a role without an API of its own serves `/metrics` and `/healthz`.
@@ -270,6 +273,12 @@ async fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await?,
+        Command::Stress(args) => {
+            let report = tern_stress::harness::run(args.plan()?).await?;
+            if !report.invariants_held() {
+                anyhow::bail!("the stress run broke an invariant (see above and the report)");
+            }
+        }
         Command::Submission { config } => {
             let settings = settings::Settings::load(config.as_deref())?;
             let store = settings.store.connect().await?;

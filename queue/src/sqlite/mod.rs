@@ -92,9 +92,7 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|e| QueueError::Config(format!("cannot open SQLite store at {}: {e}", config.path.display())))?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await.map_err(|e| {
-            QueueError::Config(format!("cannot migrate SQLite store at {}: {e}", config.path.display()))
-        })?;
+        migrate(&mut conn, &config.path).await?;
         let checkpointer = options.clone().connect().await?;
         let readers = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let mut wal = config.path.clone().into_os_string();
@@ -376,6 +374,29 @@ impl AcceptBackend for SqliteStore {
     /// commit in one transaction.
     async fn repair(&self) -> Result<usize> {
         Ok(0)
+    }
+}
+
+/// Runs the migrations. Roles started together on one file (`tern
+/// submission & tern worker & ...`) may each find a migration missing; SQLite
+/// has no migration lock, so the losers fail on the winner's tables or
+/// bookkeeping row. Each migration commits with that row, so a second look
+/// finds it done: retry, a little later each time.
+async fn migrate(conn: &mut sqlx::SqliteConnection, path: &std::path::Path) -> Result<()> {
+    const ATTEMPTS: u64 = 8;
+    let mut attempt = 0;
+    loop {
+        match sqlx::migrate!("./migrations/sqlite").run(&mut *conn).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt + 1 >= ATTEMPTS => {
+                return Err(QueueError::Config(format!("cannot migrate SQLite store at {}: {e}", path.display())));
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "migrating the SQLite store failed; looking again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt + rand::random_range(0..100))).await;
+            }
+        }
     }
 }
 

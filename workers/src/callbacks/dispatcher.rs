@@ -184,9 +184,7 @@ impl Dispatcher {
             None => self.default_url(account).await?,
         };
         let Some(url) = url else { return Ok(None) };
-        let key = event.sequence_key();
-        let before = MessageStatus::fold(history.iter().filter(|e| e.sequence_key() < key));
-        let after = MessageStatus::fold(history.iter().filter(|e| e.sequence_key() <= key));
+        let (before, after) = status_change(event, history);
         let Some(status) = after.filter(|after| Some(*after) != before) else { return Ok(None) };
         let body = StatusCallback {
             kind: "message.status",
@@ -221,6 +219,25 @@ impl Dispatcher {
         let url = self.store.accounts().account(account).await?.and_then(|a| a.callback_url);
         self.defaults.insert(account, (url.clone(), Instant::now()));
         Ok(url)
+    }
+}
+
+/// The message's status just before and just after `event` reached the
+/// journal: the fold of the events journaled before it, then with it
+/// (`history` is in journal order). Not by the events' own times: a receipt
+/// journaled late but stamped early (segments' receipts arriving out of
+/// order) completes the message when it arrives, and its callback must say
+/// so; by timestamps, the change would belong to a receipt already
+/// dispatched, and no callback would ever report it.
+fn status_change(event: &Event, history: &[Event]) -> (Option<MessageStatus>, Option<MessageStatus>) {
+    match history.iter().position(|e| e.id == event.id) {
+        Some(at) => (MessageStatus::fold(&history[..at]), MessageStatus::fold(&history[..=at])),
+        // Not in the history read after it: cannot happen with an
+        // append-only journal; judge it against the whole history.
+        None => {
+            let before = MessageStatus::fold(history);
+            (before, MessageStatus::fold(history.iter().chain(std::iter::once(event))))
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_core::EventKind;
+use chrono::{TimeDelta, Utc};
+use tern_core::{DeliveryState, Event, EventKind};
 use tern_handlers::webhook;
 use tern_workers::callbacks::{Dispatcher, Sender};
 use tern_workers::config::StageConfig;
@@ -124,4 +125,55 @@ pub async fn callbacks_are_given_up_with_an_event(store: &TestStore) {
     assert!(attempts >= 2, "retried before giving up ({attempts})");
     assert!(last_error.contains("500"), "{last_error}");
     assert_eq!(hooks.seen.lock().unwrap().len() as u32, attempts);
+}
+
+/// A two-segment message whose first segment's receipt is stamped before
+/// the second's but journaled after it (receipts arrive in any order): the
+/// message becomes delivered when that late receipt is journaled, and a
+/// callback must say so.
+pub async fn a_receipt_journaled_late_but_stamped_early_still_reports_delivered(store: &TestStore) {
+    let hooks = receiver(0).await;
+    let acme = account(store, NewAccount { callback_url: Some(hooks.url.clone()), ..NewAccount::default() }).await;
+    let leadership = Leadership::new(store.store.clone(), "callbacks-dispatcher", Duration::from_secs(10));
+    assert!(leadership.renew().await);
+    Dispatcher::new(store.store.clone(), leadership.clone()).step().await.unwrap();
+
+    let id = send(store, &acme, Send { segments: 2, ..Send::default() }).await;
+    let start = Utc::now();
+    let event = |ms, kind| Event::new(id, Some(acme.id), start + TimeDelta::milliseconds(ms), kind);
+    let submitted = |segment, smsc_message_id: &str| EventKind::SubmittedToSmsc {
+        connector: "sim".into(),
+        segment,
+        smsc_message_id: smsc_message_id.into(),
+    };
+    let receipt = |segment, smsc_message_id: &str| EventKind::DeliveryReport {
+        segment,
+        smsc_message_id: smsc_message_id.into(),
+        state: DeliveryState::Delivered,
+        error_code: None,
+    };
+    let routed = EventKind::Routed { connector: "sim".into(), route: "default".into(), attempt: 1 };
+    let first_part =
+        [event(1, routed), event(2, submitted(1, "a")), event(2, submitted(2, "b")), event(300, receipt(2, "b"))];
+    store.journal().append(&first_part).await.unwrap();
+    let mut dispatcher = Dispatcher::new(store.store.clone(), leadership.clone());
+    while dispatcher.step().await.unwrap() > 0 {}
+    store.journal().append(&[event(200, receipt(1, "a"))]).await.unwrap();
+
+    let seen = hooks.seen.clone();
+    deliver_until(store, leadership, fast_retries(), || {
+        seen.lock().unwrap().iter().any(|r| r.body.contains("\"status\":\"delivered\""))
+    })
+    .await;
+    let bodies: Vec<serde_json::Value> =
+        hooks.seen.lock().unwrap().iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    let mut changes: Vec<(String, String)> = bodies
+        .iter()
+        .map(|b| (b["previous_status"].as_str().unwrap().to_owned(), b["status"].as_str().unwrap().to_owned()))
+        .collect();
+    changes.sort();
+    let expected = [("accepted", "routed"), ("routed", "submitted"), ("submitted", "delivered")];
+    assert_eq!(changes, expected.map(|(a, b)| (a.to_owned(), b.to_owned())), "{bodies:?}");
+    let delivered = bodies.iter().find(|b| b["status"] == "delivered").unwrap();
+    assert_eq!(delivered["event"], "delivery_report");
 }

@@ -22,6 +22,7 @@ pipeline_suite!(
     billing::balance_always_equals_top_ups_minus_charges_plus_refunds,
     callbacks::status_callbacks_are_signed_and_retried_until_accepted,
     callbacks::callbacks_are_given_up_with_an_event,
+    callbacks::a_receipt_journaled_late_but_stamped_early_still_reports_delivered,
     replies::replies_are_matched_listed_and_forwarded,
     runtime::failing_messages_are_dead_lettered_and_refunded,
     runtime::shutdown_drains_in_flight_work_and_releases_the_rest,
