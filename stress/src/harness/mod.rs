@@ -165,9 +165,11 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     let settled = loop {
         tracker.step(&store).await?;
         deployment.lock().await.sample();
+        let head = tracker.position();
         let callbacks = store.queue().depth(tern_handlers::webhook::CALLBACKS_TOPIC).await?.pending();
-        let projected = reports.checkpoint().await? >= tracker.position();
-        if tracker.unfinished() == 0 && callbacks == 0 && projected {
+        let dispatched = callbacks_dispatched(&store).await? >= head;
+        let projected = reports.checkpoint().await? >= head;
+        if tracker.unfinished() == 0 && dispatched && callbacks == 0 && projected {
             break true;
         }
         if drain_start.elapsed() > plan.drain {
@@ -271,6 +273,13 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     reports.close().await;
     write_outputs(&plan, &report)?;
     Ok(report)
+}
+
+/// How far the callback dispatcher has read the journal: a callback is
+/// queued only once it has, so an empty queue alone proves nothing.
+async fn callbacks_dispatched(store: &tern_queue::Store) -> anyhow::Result<tern_queue::Position> {
+    let setting = store.coordination().setting(tern_workers::callbacks::CHECKPOINT_SETTING).await?;
+    Ok(tern_queue::Position(setting.and_then(|s| s.value.parse().ok()).unwrap_or(0)))
 }
 
 fn store_config(plan: &StressPlan, dir: &std::path::Path) -> StoreConfig {
