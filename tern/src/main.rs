@@ -274,7 +274,11 @@ async fn run(cli: Cli, scratch: &std::path::Path) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await?,
         Command::Stress(args) => {
-            let report = tern_stress::harness::run(args.plan()?).await?;
+            // Stopped early, the run is dropped: its deployment's processes are killed with it.
+            let report = tokio::select! {
+                report = tern_stress::harness::run(args.plan()?) => report?,
+                () = stop_signal() => anyhow::bail!("stopped before the end; no report"),
+            };
             if !report.invariants_held() {
                 anyhow::bail!("the stress run broke an invariant (see above and the report)");
             }
