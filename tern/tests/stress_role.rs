@@ -66,3 +66,32 @@ fn a_short_chaos_run_keeps_every_invariant_and_reports_its_figures() {
     let html = std::fs::read_to_string(second.path().join("report.html")).unwrap();
     assert!(html.contains("Compared with the baseline"), "no comparison in the page");
 }
+
+/// The reporting store on PostgreSQL (a scratch database made by the run):
+/// the SQL store is compared with the journal there too.
+#[test]
+fn a_run_with_the_reporting_store_on_postgres_keeps_every_invariant() {
+    let server = std::env::var("TERN_TEST_POSTGRES_URL")
+        .expect("TERN_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh");
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["stress", "--duration", "6s", "--drain", "90s", "--rate", "100", "--accounts", "1", "--clients", "4"])
+        .args(["--postgres", &server, "--mix", "single=3,long=1"])
+        .arg("--out")
+        .arg(out.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reports"], "postgres");
+    let store = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "the SQL store equals a fold of the journal");
+    let store = store.unwrap();
+    assert_eq!(store["held"], true, "{store}");
+    assert!(store["detail"].as_str().unwrap().starts_with(&report["counts"]["accepted"].to_string()), "{store}");
+}

@@ -354,7 +354,9 @@ fn balances_add_up(tracker: &Tracker, evidence: &Evidence<'_>) -> Invariant {
 }
 
 async fn store_equals_fold(tracker: &Tracker, reports: &ReportStore) -> anyhow::Result<Invariant> {
-    const SQL: &str = "SELECT message_id, status, CAST(charged AS TEXT), CAST(refunded AS TEXT) FROM messages";
+    // Cast to text: PostgreSQL keeps ids as UUID, SQLite as TEXT.
+    const SQL: &str = "SELECT CAST(message_id AS TEXT), CAST(status AS TEXT), CAST(charged AS TEXT), \
+                       CAST(refunded AS TEXT) FROM messages";
     let rows: Vec<(String, Option<String>, String, String)> = match reports {
         ReportStore::Sqlite(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
         ReportStore::Postgres(pool) => sqlx::query_as(SQL).fetch_all(pool).await?,
