@@ -75,12 +75,19 @@ pub async fn run_on_postgres(
 ) -> anyhow::Result<ProjectorBench> {
     let name = format!("tern_bench_{}", std::process::id());
     let admin = sqlx::PgPool::connect(admin_url).await.with_context(|| format!("cannot connect to {admin_url}"))?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
-    let (base, _) = admin_url.rsplit_once('/').context("the PostgreSQL URL must end with /<database>")?;
-    let outcome = run(journal, &format!("{base}/{name}"), plan).await;
+    let url = create_database(&admin, admin_url, &name).await?;
+    let outcome = run(journal, &url, plan).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
     admin.close().await;
     outcome
+}
+
+/// Creates database `name` on the server `admin` is connected to (through
+/// `admin_url`) and returns its URL.
+pub async fn create_database(admin: &sqlx::PgPool, admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, _) = admin_url.rsplit_once('/').context("the PostgreSQL URL must end with /<database>")?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin).await?;
+    Ok(format!("{base}/{name}"))
 }
 
 fn print_run(what: &str, dialect: &str, batch: usize, run: &Run) {

@@ -94,12 +94,8 @@ impl Deployment {
         std::fs::write(&config, config_toml(&plan)).with_context(|| format!("cannot write {}", config.display()))?;
         let config = config.display().to_string();
         let mut names: Vec<(&'static str, Vec<String>)> = Vec::new();
-        if let StoreChoice::Mongodb { standin: Some(binary), uri, .. } = &plan.store {
-            let port = uri
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
-                .context("the stand-in URI has no port")?;
+        if let StoreChoice::Mongodb { standin: Some(binary), .. } = &plan.store {
+            let port = store_port(&plan.store)?;
             let data = plan.dir.join("standin");
             names.push((
                 "store",
@@ -187,14 +183,7 @@ impl Deployment {
     }
 
     fn store_port(&self) -> anyhow::Result<u16> {
-        match &self.plan.store {
-            StoreChoice::Mongodb { uri, .. } => uri
-                .rsplit(':')
-                .next()
-                .and_then(|p| p.trim_end_matches('/').parse().ok())
-                .context("the stand-in URI has no port"),
-            StoreChoice::Sqlite => bail!("SQLite has no store process"),
-        }
+        store_port(&self.plan.store)
     }
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
@@ -341,6 +330,18 @@ impl Drop for Deployment {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// The port of the stand-in the harness runs, from its URI.
+fn store_port(store: &StoreChoice) -> anyhow::Result<u16> {
+    match store {
+        StoreChoice::Mongodb { uri, .. } => uri
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .context("the stand-in URI has no port"),
+        StoreChoice::Sqlite => bail!("SQLite has no store process"),
     }
 }
 

@@ -34,10 +34,9 @@ pub fn free_address() -> anyhow::Result<SocketAddr> {
 pub async fn scratch_postgres(admin_url: &str, tag: &str) -> anyhow::Result<String> {
     let name = format!("tern_stress_{tag}");
     let admin = sqlx::PgPool::connect(admin_url).await.with_context(|| format!("cannot connect to {admin_url}"))?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    let url = crate::projector_bench::create_database(&admin, admin_url, &name).await;
     admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').context("the PostgreSQL URL must end with /<database>")?;
-    Ok(format!("{base}/{name}"))
+    url
 }
 
 async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
