@@ -174,26 +174,31 @@ async fn sleep_or_stop(wait: Duration, shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Runs `work`, extending `leases` every third of `lease` until it ends.
+///
+/// The extension runs beside the work, never in its place: work parked in
+/// the middle of a store call can hold the connection the extension waits
+/// for (a MongoDB pool has a few), and then neither would ever move again.
 async fn keep_leases<F>(work: F, consumer: &Consumer, leases: &[LeaseRef], lease: Duration) -> Result<(), WorkerError>
 where
     F: std::future::Future<Output = Result<(), WorkerError>>,
 {
-    tokio::pin!(work);
-    let mut tick = tokio::time::interval(lease / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            _ = tick.tick() => {
-                match consumer.extend_leases(leases).await {
-                    Ok(lost) if !lost.is_empty() => {
-                        tracing::debug!(lost = lost.len(), "some leases were settled or lost while extending");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot extend leases; they may expire and be redelivered"),
+    let extend = async {
+        let mut tick = tokio::time::interval(lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match consumer.extend_leases(leases).await {
+                Ok(lost) if !lost.is_empty() => {
+                    tracing::debug!(lost = lost.len(), "some leases were settled or lost while extending");
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot extend leases; they may expire and be redelivered"),
             }
         }
+    };
+    tokio::select! {
+        result = work => result,
+        never = extend => never,
     }
 }

@@ -299,9 +299,9 @@ impl Deployment {
             .collect()
     }
 
-    /// SIGTERMs every process (the store last) and waits for them, then
-    /// kills what is left.
-    pub async fn stop(mut self) {
+    /// Stops every role gracefully, SIGKILL after a grace period; a store
+    /// the deployment started stays up for the last reads.
+    pub async fn stop_roles(&mut self) {
         self.sample();
         let grace = Instant::now() + Duration::from_secs(40);
         for process in self.processes.iter_mut().rev().filter(|p| p.name != "store") {
@@ -312,6 +312,12 @@ impl Deployment {
         for process in self.processes.iter_mut().filter(|p| p.name != "store") {
             wait_or_kill(process, grace).await;
         }
+    }
+
+    /// SIGTERMs every process (the store last) and waits for them, then
+    /// kills what is left.
+    pub async fn stop(mut self) {
+        self.stop_roles().await;
         for process in self.processes.iter_mut().filter(|p| p.name == "store") {
             if let Some(child) = &process.child {
                 terminate(child.id());

@@ -188,8 +188,9 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     crashes.extend(deployment.exited());
     let roles = deployment.usage();
     let kills = chaos_events.iter().filter(|e| e.action == "SIGKILL connector" || e.action == "SIGKILL up").count();
-    deployment.stop().await;
+    deployment.stop_roles().await;
     tracker.step(&store).await?;
+    deployment.stop().await;
     let stats = sim.stats();
     let duplicates = stats.duplicates;
     let evidence = verify::Evidence {

@@ -50,16 +50,39 @@ pub async fn fresh(backend: Backend) -> TestStore {
             dir = Some(temp);
             StoreConfig::Sqlite(SqliteConfig { path })
         }
-        Backend::Mongodb => {
-            let uri = std::env::var("TERN_TEST_MONGODB_URI")
-                .ok()
-                .filter(|u| !u.trim().is_empty())
-                .expect("TERN_TEST_MONGODB_URI is not set: run the tests through scripts/test.sh");
-            let database = format!("pipeline_{}", uuid::Uuid::new_v4().simple());
-            StoreConfig::Mongodb(MongoConfig { server_selection_timeout_ms: 5_000, ..MongoConfig::new(uri, database) })
-        }
+        Backend::Mongodb => mongodb_config(mongodb_uri()),
     };
     TestStore { store: config.connect().await.unwrap(), backend, _dir: dir }
+}
+
+fn mongodb_uri() -> String {
+    std::env::var("TERN_TEST_MONGODB_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .expect("TERN_TEST_MONGODB_URI is not set: run the tests through scripts/test.sh")
+}
+
+fn mongodb_config(uri: String) -> StoreConfig {
+    let database = format!("pipeline_{}", uuid::Uuid::new_v4().simple());
+    StoreConfig::Mongodb(MongoConfig { server_selection_timeout_ms: 5_000, ..MongoConfig::new(uri, database) })
+}
+
+/// A store of the same backend on a single connection: on MongoDB a fresh
+/// database behind a pool of one, so every store call of a process takes
+/// turns on it; SQLite as it is.
+pub async fn one_connection(store: &TestStore) -> Store {
+    match store.backend {
+        Backend::Sqlite => store.store.clone(),
+        Backend::Mongodb => {
+            let uri = mongodb_uri();
+            let separator = match uri.split_once("://").map(|(_, rest)| rest) {
+                _ if uri.contains('?') => "&",
+                Some(rest) if rest.contains('/') => "?",
+                _ => "/?",
+            };
+            mongodb_config(format!("{uri}{separator}maxPoolSize=1")).connect().await.unwrap()
+        }
+    }
 }
 
 #[macro_export]

@@ -27,6 +27,7 @@ pipeline_suite!(
     runtime::failing_messages_are_dead_lettered_and_refunded,
     runtime::shutdown_drains_in_flight_work_and_releases_the_rest,
     runtime::leases_are_extended_while_a_batch_is_in_flight,
+    runtime::a_batch_busy_on_the_store_finishes_while_its_leases_are_extended,
     scheduler::two_schedulers_release_each_message_exactly_once,
     scheduler::validity_expiry_refunds_unsent_messages_only,
 );

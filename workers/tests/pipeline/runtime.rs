@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tern_core::{EventKind, MessageStatus};
 use tern_handlers::{Handler, HandlerError, Mt, Outcome};
-use tern_queue::{ClaimedEntry, Consumer, Delivery};
+use tern_queue::{ClaimedEntry, Consumer, Delivery, Store};
 use tern_workers::config::StageConfig;
 use tern_workers::mt::{MT_TOPIC, MtStage};
 use tern_workers::runtime::{Runner, Stage};
@@ -158,4 +158,62 @@ pub async fn leases_are_extended_while_a_batch_is_in_flight(store: &TestStore) {
     runner.await.unwrap();
     assert_eq!(finished.load(Ordering::SeqCst), 3);
     assert_eq!(store.queue().depth("long").await.unwrap().pending(), 0, "acked under the extended lease");
+}
+
+/// Calls the store without pause for `busy_for`, then acks the batch.
+struct Busy {
+    store: Store,
+    busy_for: Duration,
+    finished: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Stage for Busy {
+    fn name(&self) -> &str {
+        "busy"
+    }
+
+    async fn process(&self, consumer: &Consumer, deliveries: Vec<Delivery>) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        while started.elapsed() < self.busy_for {
+            self.store.queue().depth("busy").await?;
+        }
+        let n = deliveries.len();
+        consumer.ack_all(deliveries).await?;
+        self.finished.fetch_add(n, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn dead_lettered(&self, _: Vec<ClaimedEntry>) -> Result<(), WorkerError> {
+        Ok(())
+    }
+}
+
+pub async fn a_batch_busy_on_the_store_finishes_while_its_leases_are_extended(store: &TestStore) {
+    // On one connection a lease extension waits for the batch's own store
+    // call to give the connection back, which it can only do if the batch
+    // is still being run while the extension waits.
+    let store = one_connection(store).await;
+    let entries = (0..3).map(|i| tern_queue::NewEntry::new(format!("e{i}"), b"x".to_vec())).collect();
+    store.queue().producer("busy").publish(entries).await.unwrap();
+    let finished = Arc::new(AtomicUsize::new(0));
+    // About fifteen extensions while the batch is busy.
+    let stage =
+        Arc::new(Busy { store: store.clone(), busy_for: Duration::from_millis(1_500), finished: finished.clone() });
+    let config = StageConfig { concurrency: 1, batch_size: 10, lease_ms: 300, max_attempts: 10 };
+    let (shutdown, stop) = Shutdown::new();
+    let runner = tokio::spawn(
+        Runner::new(stage, store.queue().consumer("busy", config.consumer()), config, Duration::from_secs(10))
+            .run(stop),
+    );
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        while finished.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the batch stopped moving while its leases were being extended");
+    shutdown.trigger();
+    runner.await.unwrap();
+    assert_eq!(store.queue().depth("busy").await.unwrap().pending(), 0);
 }
