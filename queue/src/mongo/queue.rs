@@ -347,7 +347,10 @@ impl MongoQueue {
             let marked: Vec<Document> = d
                 .entries
                 .find(if is_ack {
-                    doc! { "_id": { "$in": &keys }, "$or": [ { "lease_token": token }, { "settled_by": token } ] }
+                    doc! { "$and": [
+                        { "_id": { "$in": &keys } },
+                        { "$or": [ { "lease_token": token }, { "settled_by": token } ] },
+                    ] }
                 } else {
                     doc! { "_id": { "$in": &keys }, "lease_token": token, "state": PENDING }
                 })

@@ -503,14 +503,15 @@ impl MessageIndexBackend for MongoRecords {
             .into_iter()
             .map(|((status, at, events), ids)| {
                 // Older, or as old and folding no more events; a row written
-                // at accept has no count yet, which `$not` matches.
-                let filter = doc! {
-                    "_id": { "$in": ids },
-                    "$or": [
-                        { "updated_at": { "$lt": at } },
-                        { "updated_at": at, "events": { "$not": { "$gt": i64::from(events) } } },
-                    ],
-                };
+                // at accept has no count yet, which `$not` matches. The `$or`
+                // sits inside an `$and`: beside a top-level `$or` the
+                // stand-in's planner leaves the `_id` index unused and scans
+                // (25 ms at 20k messages instead of 1).
+                let newer = doc! { "$or": [
+                    { "updated_at": { "$lt": at } },
+                    { "updated_at": at, "events": { "$not": { "$gt": i64::from(events) } } },
+                ] };
+                let filter = doc! { "$and": [ { "_id": { "$in": ids } }, newer ] };
                 (filter, doc! { "$set": { "status": status, "updated_at": at, "events": i64::from(events) } })
             })
             .collect();
@@ -633,18 +634,29 @@ impl MessageIndexBackend for MongoRecords {
         if limit_to == 0 {
             return Ok(Vec::new());
         }
-        let filter = doc! { "$or": [
-            { "status": { "$in": UNSENT.to_vec() }, "expires_at": { "$lte": due.timestamp_millis() } },
-            { "status": "submitted", "expires_at": { "$lte": submitted_due.timestamp_millis() } },
-        ] };
-        let docs: Vec<Document> = self
-            .messages
-            .find(filter)
-            .sort(doc! { "expires_at": 1, "_id": 1 })
-            .limit(limit(limit_to))
-            .await?
-            .try_collect()
-            .await?;
-        docs.iter().map(message_from).collect()
+        // One equality range per status, merged here: an `$or` of ranges
+        // sorted together costs the stand-in a scan (30× slower at 10k
+        // messages), and on MongoDB it is at best the same merge.
+        let ranges = UNSENT.iter().map(|&status| (status, due)).chain([("submitted", submitted_due)]);
+        let reads = ranges.map(|(status, until)| async move {
+            let docs: Vec<Document> = self
+                .messages
+                .find(doc! { "status": status, "expires_at": { "$lte": until.timestamp_millis() } })
+                .sort(doc! { "expires_at": 1, "_id": 1 })
+                .limit(limit(limit_to))
+                .await?
+                .try_collect()
+                .await?;
+            Ok::<_, QueueError>(docs)
+        });
+        let mut rows = Vec::new();
+        for docs in futures::future::try_join_all(reads).await? {
+            for doc in &docs {
+                rows.push(message_from(doc)?);
+            }
+        }
+        rows.sort_by_key(|row| (row.expires_at, row.message_id));
+        rows.truncate(limit_to);
+        Ok(rows)
     }
 }
