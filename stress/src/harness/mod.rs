@@ -145,9 +145,10 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     let mut tracker = verify::Tracker::default();
     let progress = Progress::new(plan.duration);
     let mut crashes = Vec::new();
+    let mut store_away = StoreAway::default();
     while !load.is_finished() {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        tracker.step(&store).await?;
+        store_away.observe(tracker.step(&store).await)?;
         let mut deployment = deployment.lock().await;
         deployment.sample();
         crashes.extend(deployment.exited());
@@ -163,13 +164,9 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
 
     let drain_start = Instant::now();
     let settled = loop {
-        tracker.step(&store).await?;
+        let settled = store_away.observe(everything_settled(&mut tracker, &store, &reports).await)?;
         deployment.lock().await.sample();
-        let head = tracker.position();
-        let callbacks = store.queue().depth(tern_handlers::webhook::CALLBACKS_TOPIC).await?.pending();
-        let dispatched = callbacks_dispatched(&store).await? >= head;
-        let projected = reports.checkpoint().await? >= head;
-        if tracker.unfinished() == 0 && dispatched && callbacks == 0 && projected {
+        if settled == Some(true) {
             break true;
         }
         if drain_start.elapsed() > plan.drain {
@@ -278,6 +275,48 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
 
 /// How far the callback dispatcher has read the journal: a callback is
 /// queued only once it has, so an empty queue alone proves nothing.
+/// Whether every accepted message is terminal, the callback dispatcher has
+/// read the whole journal and sent what it queued, and the projector has
+/// caught up.
+async fn everything_settled(
+    tracker: &mut verify::Tracker,
+    store: &tern_queue::Store,
+    reports: &ReportStore,
+) -> anyhow::Result<bool> {
+    tracker.step(store).await?;
+    let head = tracker.position();
+    let callbacks = store.queue().depth(tern_handlers::webhook::CALLBACKS_TOPIC).await?.pending();
+    let dispatched = callbacks_dispatched(store).await? >= head;
+    let projected = reports.checkpoint().await? >= head;
+    Ok(tracker.unfinished() == 0 && dispatched && callbacks == 0 && projected)
+}
+
+/// How long the harness waits out a store it cannot read (chaos restarts
+/// it) before it gives up on the run.
+const STORE_AWAY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Since when the harness has been unable to read the store.
+#[derive(Default)]
+struct StoreAway(Option<Instant>);
+
+impl StoreAway {
+    /// The value read, or `None` while the store has been away for less
+    /// than [`STORE_AWAY_LIMIT`]; then the error.
+    fn observe<T>(&mut self, read: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
+        match read {
+            Ok(value) => {
+                self.0 = None;
+                Ok(Some(value))
+            }
+            Err(e) if self.0.get_or_insert_with(Instant::now).elapsed() < STORE_AWAY_LIMIT => {
+                tracing::warn!(error = %e, "cannot read the store; trying again");
+                Ok(None)
+            }
+            Err(e) => Err(e.context(format!("the store stayed unreadable for {STORE_AWAY_LIMIT:?}"))),
+        }
+    }
+}
+
 async fn callbacks_dispatched(store: &tern_queue::Store) -> anyhow::Result<tern_queue::Position> {
     let setting = store.coordination().setting(tern_workers::callbacks::CHECKPOINT_SETTING).await?;
     Ok(tern_queue::Position(setting.and_then(|s| s.value.parse().ok()).unwrap_or(0)))
