@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable as _};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use tern_core::{Event, EventKind, MessageId};
 use tern_handlers::billing::{self, reached_smsc};
 use tern_handlers::{Dispatch, Outbound};
-use tern_queue::{ClaimedEntry, Consumer, Delivery, NackOutcome, SmscIdRecord, Store};
+use tern_queue::{ClaimedEntry, Consumer, Delivery, NackOutcome, QueueError, SmscIdRecord, Store};
 use tern_workers::WorkerError;
 use tern_workers::runtime::Stage;
 
@@ -33,6 +34,11 @@ use crate::metrics;
 use crate::receipts::ReceiptMatcher;
 use crate::session::RequestError;
 use crate::submit::{Piece, pieces};
+
+/// Attempts at recording the SMSC's answers while the store is away: about
+/// two minutes with the backoff above, then the batch fails and the window
+/// of docs/architecture.md ("Duplicates") applies.
+const RECORD_ATTEMPTS: usize = 30;
 
 /// Stage name in `Retried` and `DeadLettered` events.
 pub const STAGE: &str = "connector";
@@ -323,8 +329,24 @@ impl DispatchStage {
         // Ids first: a receipt that finds the event must find its message
         // too. The cache last: a receipt matched from it follows a recorded
         // submission (see `receipts`).
-        self.store.smsc().put_smsc_ids(&records).await?;
-        self.store.record(&events).await?;
+        // The SMSC has answered: a batch given back before that is recorded
+        // would be sent again. So a store that is away (restarting, failing
+        // over) is waited out while the runner keeps extending the leases.
+        let record_answers = || async {
+            self.store.smsc().put_smsc_ids(&records).await?;
+            self.store.record(&events).await
+        };
+        record_answers
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter()
+                    .with_max_times(RECORD_ATTEMPTS),
+            )
+            .when(QueueError::is_transient)
+            .notify(|e, wait| tracing::warn!(error = %e, retry_in = ?wait, "cannot record the SMSC's answers yet"))
+            .await?;
         self.receipts.remember(&records);
         let lost = consumer.ack_all(acks).await?;
         if !lost.is_empty() {

@@ -184,7 +184,11 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     deployment.sample();
     crashes.extend(deployment.exited());
     let roles = deployment.usage();
-    let kills = chaos_events.iter().filter(|e| e.action == "SIGKILL connector" || e.action == "SIGKILL up").count();
+    // A store restart longer than a lease can cost answered batches as a kill does (docs/architecture.md, "Duplicates").
+    let kills = chaos_events
+        .iter()
+        .filter(|e| ["SIGKILL connector", "SIGKILL up", "restarted the store process"].contains(&e.action.as_str()))
+        .count();
     deployment.stop_roles().await;
     tracker.step(&store).await?;
     deployment.stop().await;

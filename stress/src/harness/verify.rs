@@ -220,7 +220,7 @@ pub struct Evidence<'a> {
     pub abandoned: u64,
     /// Repeats the simulator counted.
     pub duplicates: u64,
-    /// How many duplicates the kills of connector-running processes allow
+    /// How many duplicates the kills of connector-running processes and the store restarts allow
     /// (batches in flight per kill).
     pub kill_allowance: u64,
     /// Balance now and top-ups, per account.
@@ -329,7 +329,7 @@ fn no_duplicate_beyond_the_window(tracker: &Tracker, evidence: &Evidence<'_>) ->
         "no message submitted more often than the documented window allows",
         &offenders,
         format!(
-            "{} repeats seen by the SMSC; allowed: {} unknown outcomes + {} for killed connectors",
+            "{} repeats seen by the SMSC; allowed: {} unknown outcomes + {} for connector kills and store restarts",
             evidence.duplicates, tracker.unknown_outcomes, evidence.kill_allowance
         ),
     )
