@@ -328,10 +328,9 @@ impl DispatchStage {
         }
         // Ids first: a receipt that finds the event must find its message
         // too. The cache last: a receipt matched from it follows a recorded
-        // submission (see `receipts`).
-        // The SMSC has answered: a batch given back before that is recorded
-        // would be sent again. So a store that is away (restarting, failing
-        // over) is waited out while the runner keeps extending the leases.
+        // submission (see `receipts`). The SMSC has answered: a batch given
+        // back before that is recorded would be sent again, so a store that
+        // is away is waited out while the runner keeps extending the leases.
         let record_answers = || async {
             self.store.smsc().put_smsc_ids(&records).await?;
             self.store.record(&events).await

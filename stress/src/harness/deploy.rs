@@ -160,7 +160,7 @@ impl Deployment {
         for i in 0..deployment.processes.len() {
             deployment.spawn(i)?;
             if deployment.processes[i].name == "store" {
-                wait_for_port(deployment.store_port()?, Duration::from_secs(30)).await?;
+                wait_for_port(store_port(&deployment.plan.store)?, Duration::from_secs(30)).await?;
             }
         }
         deployment.wait_ready(Duration::from_secs(60)).await?;
@@ -180,10 +180,6 @@ impl Deployment {
     /// Whether the harness runs the store process (so chaos can restart it).
     pub fn owns_store(&self) -> bool {
         self.processes.iter().any(|p| p.name == "store")
-    }
-
-    fn store_port(&self) -> anyhow::Result<u16> {
-        store_port(&self.plan.store)
     }
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
@@ -245,7 +241,7 @@ impl Deployment {
         tokio::time::sleep(down_for).await;
         self.spawn(index)?;
         if name == "store" {
-            wait_for_port(self.store_port()?, Duration::from_secs(30)).await?;
+            wait_for_port(store_port(&self.plan.store)?, Duration::from_secs(30)).await?;
         }
         Ok(())
     }

@@ -277,8 +277,6 @@ pub async fn run(plan: StressPlan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// How far the callback dispatcher has read the journal: a callback is
-/// queued only once it has, so an empty queue alone proves nothing.
 /// Whether every accepted message is terminal, the callback dispatcher has
 /// read the whole journal and sent what it queued, and the projector has
 /// caught up.
@@ -321,6 +319,8 @@ impl StoreAway {
     }
 }
 
+/// How far the callback dispatcher has read the journal: a callback is
+/// queued only once it has, so an empty queue alone proves nothing.
 async fn callbacks_dispatched(store: &tern_queue::Store) -> anyhow::Result<tern_queue::Position> {
     let setting = store.coordination().setting(tern_workers::callbacks::CHECKPOINT_SETTING).await?;
     Ok(tern_queue::Position(setting.and_then(|s| s.value.parse().ok()).unwrap_or(0)))
